@@ -1,0 +1,64 @@
+"""Checkpoints: written atomically, read without running code.
+
+A checkpoint is a dict of tensors and plain containers (the config as a dict, the SentencePiece
+model as bytes), saved with ``torch.save`` to a temporary file that is fsynced and renamed over
+the target, so a crash mid-write leaves the previous checkpoint intact. It is loaded with
+``torch.load(weights_only=True)``, which refuses any pickled object that could run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seq2seq.errors import CheckpointError
+
+FORMAT_VERSION = 1
+REQUIRED = ("format_version", "config", "vocab", "model")
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
+    """Atomically write ``payload`` to ``path`` (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save({"format_version": FORMAT_VERSION, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely; any problem becomes a :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds pickled objects other than tensors and plain containers, "
+            f"which could run code ({str(error).splitlines()[0][:200]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint "
+                              f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+    if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED):
+        raise CheckpointError(f"{path} is not a seq2seq checkpoint (expected the keys {', '.join(REQUIRED)})")
+    if payload["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {payload['format_version']}, "
+                              f"this version of seq2seq reads format {FORMAT_VERSION}")
+    return payload

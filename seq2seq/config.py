@@ -1,0 +1,271 @@
+"""The configuration schema: plain dataclasses, checked once at start-up.
+
+Hydra composes ``configs/`` into a nested dict; :func:`Config.from_dict` turns that dict into
+these dataclasses and rejects unknown keys, wrong types and out-of-range values with the key's
+dotted name in the message. Nothing below the entry points imports Hydra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from seq2seq.errors import ConfigError
+
+
+@dataclass
+class VocabConfig:
+    size: int = 8000
+    model_type: str = "bpe"  # bpe | unigram
+    joint: bool = True  # one SentencePiece model for both sides
+    character_coverage: float = 1.0
+
+    def check(self) -> None:
+        _require(self.size >= 16, "data.vocab.size", self.size, "at least 16")
+        _require(self.model_type in ("bpe", "unigram"), "data.vocab.model_type", self.model_type, "bpe or unigram")
+        _require(0.9 <= self.character_coverage <= 1.0, "data.vocab.character_coverage", self.character_coverage, "in [0.9, 1]")
+
+
+@dataclass
+class FilterConfig:
+    """Applied to the training split only; validation and test sets are never filtered."""
+
+    max_len: int = 80  # whitespace words, either side
+    max_ratio: float = 3.0  # longer side / shorter side, in words
+    ratio_min_len: int = 5  # the ratio test only applies once a side has this many words
+
+    def check(self) -> None:
+        _require(self.max_len >= 1, "data.filter.max_len", self.max_len, "at least 1")
+        _require(self.max_ratio >= 1.0, "data.filter.max_ratio", self.max_ratio, "at least 1")
+
+
+@dataclass
+class HubConfig:
+    path: str = ""  # e.g. bentrevett/multi30k
+    splits: dict[str, str] = field(default_factory=dict)  # local split name -> hub split name
+
+
+@dataclass
+class DataConfig:
+    name: str = "multi30k"  # folder under the data root
+    src: str = "de"
+    tgt: str = "en"
+    root: str | None = None  # corpus root; overrides $SEQ2SEQ_DATA_DIR
+    train: str = "train"
+    valid: str = "val"
+    test: list[str] = field(default_factory=list)
+    hub: HubConfig | None = None
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+
+    def check(self) -> None:
+        _require(self.src != self.tgt, "data.tgt", self.tgt, "a language other than data.src")
+        self.vocab.check()
+        self.filter.check()
+
+
+@dataclass
+class ModelConfig:
+    embedding_size: int = 256
+    encoder_size: int = 256  # per direction
+    encoder_layers: int = 1
+    bidirectional: bool = True
+    decoder_size: int = 512
+    decoder_layers: int = 1
+    dropout: float = 0.3
+    tie_embeddings: bool = False  # share the target embedding with the output layer
+
+    def check(self) -> None:
+        for key in ("embedding_size", "encoder_size", "encoder_layers", "decoder_size", "decoder_layers"):
+            _require(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "at least 1")
+        _require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1)")
+
+
+ATTENTION_TYPES = ("none", "luong", "bahdanau")
+SCORES = ("dot", "scaled_dot", "general", "concat")
+
+
+@dataclass
+class AttentionConfig:
+    type: str = "bahdanau"  # none | luong | bahdanau: how the decoder is wired
+    score: str | None = "concat"  # dot | scaled_dot | general | concat
+    size: int = 256  # hidden size of the concat (additive) score
+    input_feeding: bool = True  # luong only: feed h~_{t-1} into the next LSTM step
+
+    def check(self) -> None:
+        _require(self.type in ATTENTION_TYPES, "attention.type", self.type, f"one of {', '.join(ATTENTION_TYPES)}")
+        if self.type != "none":
+            _require(self.score in SCORES, "attention.score", self.score, f"one of {', '.join(SCORES)}")
+        _require(self.size >= 1, "attention.size", self.size, "at least 1")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1234
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    batch_tokens: int = 2000  # padded tokens per batch, the larger of source and target
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    clip_grad_norm: float = 1.0
+    label_smoothing: float = 0.1
+    teacher_forcing: float = 1.0  # probability of feeding the reference token
+    scheduler: str = "plateau"  # plateau | warmup | constant
+    lr_factor: float = 0.5  # plateau: multiply the LR by this ...
+    lr_patience: int = 2  # ... after this many validations without BLEU improvement
+    min_lr: float = 1e-5
+    warmup_steps: int = 1000  # warmup: linear warmup, then inverse square root decay
+    max_steps: int | None = None  # optimiser updates in total, counted across resumes
+    max_epochs: int = 50
+    max_time: str | None = None  # wall-clock budget of this process: "20m", "90s", "1.5h" or seconds
+    early_stopping: int = 8  # stop after this many validations without BLEU improvement
+    log_every: int = 50
+    valid_every: int = 500
+    checkpoint_every: int = 500
+    valid_max_sentences: int | None = None  # cap the validation set (for quick runs)
+    valid_batch_size: int = 128
+    max_output_ratio: float = 2.0  # greedy/beam decoding stops after ratio * source + 10 tokens
+    n_heatmaps: int = 4
+    n_samples: int = 4
+    resume: bool = False
+
+    def check(self) -> None:
+        _require(self.device == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
+                 "train.device", self.device, "auto, cpu, cuda or cuda:N")
+        _require(self.threads is None or self.threads >= 1, "train.threads", self.threads, "at least 1")
+        _require(self.precision in ("fp32", "bf16"), "train.precision", self.precision, "fp32 or bf16")
+        _require(self.batch_tokens >= 1, "train.batch_tokens", self.batch_tokens, "at least 1")
+        _require(self.lr > 0, "train.lr", self.lr, "positive")
+        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "train.betas", self.betas,
+                 "two numbers in [0, 1)")
+        _require(self.clip_grad_norm >= 0, "train.clip_grad_norm", self.clip_grad_norm, "0 (off) or positive")
+        _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", self.label_smoothing, "in [0, 1)")
+        _require(0.0 <= self.teacher_forcing <= 1.0, "train.teacher_forcing", self.teacher_forcing, "in [0, 1]")
+        _require(self.scheduler in ("plateau", "warmup", "constant"), "train.scheduler", self.scheduler,
+                 "plateau, warmup or constant")
+        _require(0 < self.lr_factor < 1, "train.lr_factor", self.lr_factor, "in (0, 1)")
+        _require(self.max_steps is None or self.max_steps >= 1, "train.max_steps", self.max_steps, "at least 1")
+        _require(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "at least 1")
+        parse_duration(self.max_time)
+        for key in ("log_every", "valid_every", "checkpoint_every", "valid_batch_size", "early_stopping"):
+            _require(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "at least 1")
+        _require(self.valid_max_sentences is None or self.valid_max_sentences >= 1, "train.valid_max_sentences",
+                 self.valid_max_sentences, "at least 1")
+        _require(self.max_output_ratio > 0, "train.max_output_ratio", self.max_output_ratio, "positive")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Config:
+        """Build and validate a config from a plain nested dict (a composed Hydra config)."""
+        config = _build(cls, raw, "")
+        config.check()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        self.data.check()
+        self.model.check()
+        self.attention.check()
+        self.train.check()
+        memory = self.model.encoder_size * (2 if self.model.bidirectional else 1)
+        if self.attention.type != "none" and self.attention.score in ("dot", "scaled_dot"):
+            if memory != self.model.decoder_size:
+                raise ConfigError(
+                    f"attention.score={self.attention.score} compares decoder states with encoder states directly, "
+                    f"so model.decoder_size ({self.model.decoder_size}) must equal the encoder output size "
+                    f"({memory} = model.encoder_size x {2 if self.model.bidirectional else 1} directions); "
+                    "change one of them or use attention.score=general"
+                )
+
+
+def parse_duration(value: str | int | float | None) -> float | None:
+    """``"20m"`` -> 1200.0 seconds; numbers are seconds; ``None`` means no limit."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(value))
+    if match is None:
+        raise ConfigError(f"train.max_time={value!r} is not a duration; use e.g. 90s, 20m, 1.5h or a number of seconds")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is out of range: expected {expected}")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]}; known keys here: {', '.join(sorted(names))}"
+        )
+    return cls(**{name: _coerce(raw[name], hints[name], f"{prefix}{name}") for name in names if name in raw})
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against the type ``hint``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(error)
+        raise errors[0]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r} has the wrong type: expected a list")
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}={value!r} has the wrong type: expected a mapping")
+        _, item = typing.get_args(hint)
+        return {str(k): _coerce(v, item, f"{key}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}={value!r} has the wrong type: expected true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}={value!r} has the wrong type: expected an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{key}={value!r} has the wrong type: expected a number")
+        return float(value)
+    if hint is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # e.g. train.max_time=600
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}={value!r} has the wrong type: expected a string")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")

@@ -1,0 +1,125 @@
+"""Parallel corpora through Hugging Face ``datasets``: a local folder offline, or the hub.
+
+A local corpus is a folder of ``{split}.{lang}.gz`` (or plain) text files, one segment per line,
+line i aligned across languages, under a root given by ``data.root`` or ``$SEQ2SEQ_DATA_DIR``.
+Without either, the corpus comes from the hub (``data.hub``). Every split is returned as a
+``datasets.Dataset`` with two string columns, ``src`` and ``tgt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from seq2seq.config import DataConfig, FilterConfig
+from seq2seq.errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "SEQ2SEQ_DATA_DIR"
+
+
+def corpus_root(cfg: DataConfig) -> Path | None:
+    """The local corpus root: ``data.root`` if set, else ``$SEQ2SEQ_DATA_DIR``, else None (hub)."""
+    root = cfg.root or os.environ.get(DATA_DIR_ENV)
+    return Path(root) if root else None
+
+
+def load_split(cfg: DataConfig, split: str) -> datasets.Dataset:
+    """One split as a Dataset with columns ``src`` and ``tgt``."""
+    root = corpus_root(cfg)
+    if root is not None:
+        return _load_local(root / cfg.name, split, cfg.src, cfg.tgt)
+    return _load_hub(cfg, split)
+
+
+def _find_file(folder: Path, split: str, lang: str) -> Path:
+    for name in (f"{split}.{lang}.gz", f"{split}.{lang}"):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(
+        f"corpus file {folder / f'{split}.{lang}.gz'} not found (nor {split}.{lang}); "
+        f"check data.src/data.tgt and the split names, or the corpus folder {folder}"
+    )
+
+
+def _load_local(folder: Path, split: str, src: str, tgt: str) -> datasets.Dataset:
+    if not folder.is_dir():
+        raise DataError(
+            f"corpus folder {folder} does not exist; set {DATA_DIR_ENV} (or data.root) to a folder that holds "
+            f"{folder.name}/ with {{split}}.{{lang}}.gz files, e.g. {DATA_DIR_ENV}=../shared/corpora, "
+            f"or unset it to load from the Hugging Face hub"
+        )
+    paths = {"src": _find_file(folder, split, src), "tgt": _find_file(folder, split, tgt)}
+    try:
+        sides = datasets.load_dataset("text", data_files={k: str(p) for k, p in paths.items()})
+    except (UnicodeDecodeError, datasets.exceptions.DatasetGenerationError) as error:
+        raise DataError(f"could not read {paths['src']} / {paths['tgt']} as UTF-8 text: {error}") from None
+    n_src, n_tgt = sides["src"].num_rows, sides["tgt"].num_rows
+    if n_src != n_tgt:
+        raise DataError(
+            f"misaligned corpus: {paths['src']} has {n_src} lines but {paths['tgt']} has {n_tgt}; "
+            "line i of one must translate line i of the other"
+        )
+    if n_src == 0:
+        raise DataError(f"corpus files {paths['src']} and {paths['tgt']} are empty")
+    return datasets.concatenate_datasets(
+        [sides["src"].rename_column("text", "src"), sides["tgt"].rename_column("text", "tgt")], axis=1
+    )
+
+
+def _load_hub(cfg: DataConfig, split: str) -> datasets.Dataset:
+    where = f"set {DATA_DIR_ENV} (or data.root) to a local corpus root that holds {cfg.name}/, e.g. ../shared/corpora"
+    if cfg.hub is None or not cfg.hub.path:
+        raise DataError(f"{DATA_DIR_ENV} is not set and data={cfg.name} has no Hugging Face hub source; {where}")
+    if split not in cfg.hub.splits:
+        raise DataError(f"split {split!r} is not on the hub copy {cfg.hub.path} (it has {sorted(cfg.hub.splits)}); {where}")
+    try:
+        ds = datasets.load_dataset(cfg.hub.path, split=cfg.hub.splits[split])
+    except Exception as error:  # offline, unknown repo, ...: datasets raises many types
+        raise DataError(
+            f"could not load corpus {cfg.name!r}: {DATA_DIR_ENV} is not set, and the Hugging Face hub "
+            f"dataset {cfg.hub.path!r} could not be loaded ({type(error).__name__}: {str(error)[:200]}); "
+            f"{where}, or connect to the hub"
+        ) from None
+    missing = [lang for lang in (cfg.src, cfg.tgt) if lang not in ds.column_names]
+    if missing:
+        raise DataError(f"hub dataset {cfg.hub.path} has no {missing[0]!r} column (it has {ds.column_names})")
+    ds = ds.select_columns([cfg.src, cfg.tgt])
+    return ds.rename_columns({cfg.src: "src", cfg.tgt: "tgt"})
+
+
+@dataclass
+class FilterReport:
+    total: int
+    kept: int
+    empty: int
+    too_long: int
+    bad_ratio: int
+
+    def __str__(self) -> str:
+        return (f"kept {self.kept} of {self.total} training pairs (dropped {self.empty} empty, "
+                f"{self.too_long} over max_len, {self.bad_ratio} with a length ratio over max_ratio)")
+
+
+def filter_pairs(ds: datasets.Dataset, cfg: FilterConfig) -> tuple[datasets.Dataset, FilterReport]:
+    """Drop empty pairs, pairs over ``max_len`` words and length-ratio outliers (training split only)."""
+    keep, empty, too_long, bad_ratio = [], 0, 0, 0
+    for i, (src, tgt) in enumerate(zip(ds["src"], ds["tgt"])):
+        n_src, n_tgt = len(src.split()), len(tgt.split())
+        if n_src == 0 or n_tgt == 0:
+            empty += 1
+        elif max(n_src, n_tgt) > cfg.max_len:
+            too_long += 1
+        elif max(n_src, n_tgt) >= cfg.ratio_min_len and max(n_src, n_tgt) > cfg.max_ratio * min(n_src, n_tgt):
+            bad_ratio += 1
+        else:
+            keep.append(i)
+    report = FilterReport(ds.num_rows, len(keep), empty, too_long, bad_ratio)
+    if not keep:
+        raise DataError(f"filtering removed every training pair ({report}); raise data.filter.max_len or max_ratio")
+    return ds.select(keep), report

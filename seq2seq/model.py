@@ -1,0 +1,323 @@
+"""The LSTM encoder-decoder and its three decoder wirings.
+
+    src ──► Encoder (bi-LSTM, packed) ──► H (B, S, K), summary (B, K)
+                                             │ bridge: s0 = tanh(W summary)
+    tgt_in ─► Decoder ── none:     s_t = LSTM([y_{t-1}; summary], s_{t-1})           (Cho et al. 2014)
+                      ── bahdanau: c_t = attn(s_{t-1}, H); s_t = LSTM([y_{t-1}; c_t], s_{t-1})
+                      ── luong:    s_t = LSTM([y_{t-1}; h~_{t-1}], s_{t-1}); c_t = attn(s_t, H);
+                                   h~_t = tanh(W_c [c_t; s_t])                        (Luong Eq. 5)
+              ──► features (B, T, D) ──► generator (Linear D -> V) ──► logits (B, T, V)
+
+Shape letters: B batch, S source length, T target length, E embedding size, K encoder output
+size (2 x encoder_size when bidirectional), H decoder size, D feature size (E when the output
+layer is tied to the target embedding, else H), V vocabulary size.
+
+Each decoder has a per-step :meth:`Decoder.step` (used by greedy and beam search, and by training
+with a teacher-forcing ratio below 1) and a :meth:`Decoder.forward` over the whole target side.
+``none`` and Luong without input feeding run ``forward`` as one fused LSTM call with no Python
+loop over target positions; the test suite checks that fast path against the step loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seq2seq.attention import Attention, build_attention
+from seq2seq.config import AttentionConfig, ModelConfig
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+@dataclass
+class Memory:
+    """What the decoder reads from the encoder; every tensor is batch-first."""
+
+    states: Tensor  # (B, S, K): keys and values of attention
+    mask: Tensor  # (B, S), True at real source positions
+    summary: Tensor  # (B, K): [h_fwd_last; h_bwd_first] of the top encoder layer
+    keys_proj: Tensor | None = None  # attention.prepare(states), computed once per batch
+
+    def select(self, index: Tensor) -> Memory:
+        """Rows ``index`` of the batch (beam search expands and reorders with this)."""
+        proj = None if self.keys_proj is None else self.keys_proj.index_select(0, index)
+        return Memory(self.states.index_select(0, index), self.mask.index_select(0, index),
+                      self.summary.index_select(0, index), proj)
+
+
+@dataclass
+class State:
+    """Decoder recurrent state: ``h``, ``c`` are ``(L, B, H)``; ``feed`` is Luong's h~_{t-1} ``(B, D)``."""
+
+    h: Tensor
+    c: Tensor
+    feed: Tensor | None = None
+
+    def select(self, index: Tensor) -> State:
+        feed = None if self.feed is None else self.feed.index_select(0, index)
+        return State(self.h.index_select(1, index), self.c.index_select(1, index), feed)
+
+
+class Encoder(nn.Module):
+    def __init__(self, vocab_size: int, cfg: ModelConfig):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, cfg.embedding_size, padding_idx=PAD)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.rnn = nn.LSTM(
+            cfg.embedding_size, cfg.encoder_size, cfg.encoder_layers, batch_first=True,
+            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.encoder_layers > 1 else 0.0,
+        )
+        self.output_size = cfg.encoder_size * (2 if cfg.bidirectional else 1)
+
+    def forward(self, src: Tensor, src_lens: Tensor) -> Memory:
+        """``src (B, S)`` padded ids, ``src_lens (B,)`` -> :class:`Memory` (without ``keys_proj``)."""
+        emb = self.dropout(self.embedding(src))  # (B, S, E)
+        packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
+        out, (h_n, _) = self.rnn(packed)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))  # (B, S, K)
+        dirs = 2 if self.rnn.bidirectional else 1
+        top = h_n.view(self.rnn.num_layers, dirs, src.size(0), self.rnn.hidden_size)[-1]  # (dirs, B, H_enc)
+        summary = torch.cat(list(top), dim=-1)  # (B, K): forward's last state, backward's first
+        mask = torch.arange(src.size(1), device=src.device)[None, :] < src_lens.to(src.device)[:, None]
+        return Memory(states, mask, summary)
+
+
+class Decoder(nn.Module):
+    """Shared parts of the three wirings: embedding, stacked LSTM, bridge, readout.
+
+    Subclasses define :meth:`rnn_input_size`, :meth:`step` and, optionally, a faster
+    :meth:`forward_parallel` used when every input token is the reference (teacher forcing 1).
+    """
+
+    parallel = False  # True when forward_parallel exists
+
+    def __init__(self, vocab_size: int, memory_size: int, feature_size: int, cfg: ModelConfig):
+        super().__init__()
+        self.attention: Attention | None = None  # set by the wirings that attend
+        self.hidden_size, self.layers = cfg.decoder_size, cfg.decoder_layers
+        self.memory_size, self.feature_size = memory_size, feature_size
+        self.embedding = nn.Embedding(vocab_size, cfg.embedding_size, padding_idx=PAD)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.rnn = nn.LSTM(self.rnn_input_size(cfg.embedding_size), cfg.decoder_size, cfg.decoder_layers,
+                           batch_first=True, dropout=cfg.dropout if cfg.decoder_layers > 1 else 0.0)
+        # Bridge (Bahdanau et al. 2015, A.2.2: s0 = tanh(W_s h_1)): initial h and c of every layer.
+        self.bridge = nn.Linear(memory_size, 2 * cfg.decoder_layers * cfg.decoder_size)
+
+    def rnn_input_size(self, embedding_size: int) -> int:
+        raise NotImplementedError
+
+    def prepare(self, memory: Memory) -> Memory:
+        """Per-batch attention precompute (key projections), before any decoder step."""
+        if self.attention is not None:
+            memory.keys_proj = self.attention.prepare(memory.states)
+        return memory
+
+    def init_state(self, memory: Memory) -> State:
+        init = torch.tanh(self.bridge(memory.summary))  # (B, 2 * L * H)
+        h, c = init.view(-1, 2, self.layers, self.hidden_size).permute(1, 2, 0, 3).contiguous()  # (L, B, H) each
+        return State(h, c)
+
+    def rnn_step(self, x: Tensor, state: State) -> tuple[Tensor, Tensor]:
+        """One step of the stacked LSTM with ``self.rnn``'s weights: ``x (B, I)`` -> new ``(h, c)``.
+
+        Matches ``self.rnn`` over a length-1 sequence, including dropout between layers.
+        """
+        hs, cs = [], []
+        for layer in range(self.layers):
+            if layer > 0:
+                x = F.dropout(x, self.rnn.dropout, self.training)
+            h, c = torch.lstm_cell(
+                x, (state.h[layer], state.c[layer]),
+                getattr(self.rnn, f"weight_ih_l{layer}"), getattr(self.rnn, f"weight_hh_l{layer}"),
+                getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}"),
+            )
+            hs.append(h)
+            cs.append(c)
+            x = h
+        return torch.stack(hs), torch.stack(cs)
+
+    def step(self, y_prev: Tensor, state: State, memory: Memory) -> tuple[Tensor, State, Tensor | None]:
+        """One decoder step: ``y_prev (B,)`` -> readout input ``(B, R)``, new state, weights ``(B, S)`` or None."""
+        raise NotImplementedError
+
+    def readout(self, out: Tensor) -> Tensor:
+        """Readout input ``(..., R)`` -> features ``(..., D)`` for the generator."""
+        return self.dropout(out)
+
+    def forward_parallel(self, tgt_in: Tensor, memory: Memory) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
+    def forward(
+        self, tgt_in: Tensor, memory: Memory, teacher_forcing: float = 1.0, generator: nn.Module | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Features ``(B, T, D)`` and attention weights ``(B, T, S)`` (None for ``none``).
+
+        With ``teacher_forcing < 1`` each input is, with that probability, the reference token and
+        otherwise the model's own previous argmax (which needs ``generator``).
+        """
+        if teacher_forcing >= 1.0 and self.parallel:
+            return self.forward_parallel(tgt_in, memory)
+        state = self.init_state(memory)
+        outs, weights = [], []
+        y = tgt_in[:, 0]
+        for t in range(tgt_in.size(1)):
+            if t > 0:
+                y = tgt_in[:, t]
+                if teacher_forcing < 1.0:
+                    with torch.no_grad():
+                        guess = generator(self.readout(outs[-1])).argmax(-1)  # (B,)
+                    keep = torch.rand(y.shape, device=y.device) < teacher_forcing
+                    y = torch.where(keep, y, guess)
+            out, state, w = self.step(y, state, memory)
+            outs.append(out)
+            weights.append(w)
+        features = self.readout(torch.stack(outs, dim=1))  # (B, T, D): one readout after the loop
+        attn = None if weights[0] is None else torch.stack(weights, dim=1)  # (B, T, S)
+        return features, attn
+
+
+class PlainDecoder(Decoder):
+    """``attention=none``: Cho et al. (2014)'s RNNencdec, the fair no-attention baseline.
+
+    The fixed encoder summary ``c`` initialises the decoder and is fed at every step:
+    ``s_t = LSTM([y_{t-1}; c], s_{t-1})``, readout from ``[s_t; c; y_{t-1}]``.
+    """
+
+    parallel = True
+
+    def __init__(self, vocab_size: int, memory_size: int, feature_size: int, cfg: ModelConfig):
+        super().__init__(vocab_size, memory_size, feature_size, cfg)
+        self.readout_layer = nn.Linear(cfg.decoder_size + memory_size + cfg.embedding_size, feature_size)
+
+    def rnn_input_size(self, embedding_size: int) -> int:
+        return embedding_size + self.memory_size
+
+    def readout(self, out: Tensor) -> Tensor:
+        return self.dropout(torch.tanh(self.readout_layer(out)))
+
+    def step(self, y_prev, state, memory):
+        emb = self.dropout(self.embedding(y_prev))  # (B, E)
+        h, c = self.rnn_step(torch.cat([emb, memory.summary], -1), state)
+        return torch.cat([h[-1], memory.summary, emb], -1), State(h, c), None
+
+    def forward_parallel(self, tgt_in, memory):
+        emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
+        summary = memory.summary.unsqueeze(1).expand(-1, tgt_in.size(1), -1)  # (B, T, K)
+        state = self.init_state(memory)
+        s, _ = self.rnn(torch.cat([emb, summary], -1), (state.h, state.c))  # (B, T, H): one fused call
+        return self.readout(torch.cat([s, summary, emb], -1)), None
+
+
+class BahdanauDecoder(Decoder):
+    """Bahdanau et al. (2015): attend with the previous state, then update.
+
+    ``c_t = attn(s_{t-1}, H)``; ``s_t = LSTM([y_{t-1}; c_t], s_{t-1})``; readout from
+    ``[s_t; c_t; y_{t-1}]`` (their Eq. 4 / A.2.2, with tanh in place of maxout).
+    """
+
+    def __init__(self, vocab_size, memory_size, feature_size, cfg: ModelConfig, att: AttentionConfig):
+        super().__init__(vocab_size, memory_size, feature_size, cfg)
+        self.attention = build_attention(att.score, cfg.decoder_size, memory_size, att.size)
+        self.readout_layer = nn.Linear(cfg.decoder_size + memory_size + cfg.embedding_size, feature_size)
+
+    def rnn_input_size(self, embedding_size: int) -> int:
+        return embedding_size + self.memory_size
+
+    def readout(self, out: Tensor) -> Tensor:
+        return self.dropout(torch.tanh(self.readout_layer(out)))
+
+    def step(self, y_prev, state, memory):
+        emb = self.dropout(self.embedding(y_prev))  # (B, E)
+        context, weights = self.attention(state.h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
+        h, c = self.rnn_step(torch.cat([emb, context], -1), state)  # context (B, K)
+        return torch.cat([h[-1], context, emb], -1), State(h, c), weights
+
+
+class LuongDecoder(Decoder):
+    """Luong et al. (2015): update, then attend with the new state.
+
+    ``s_t = LSTM(y_{t-1} [; h~_{t-1}], s_{t-1})``; ``c_t = attn(s_t, H)``;
+    ``h~_t = tanh(W_c [c_t; s_t])`` (their Eq. 5). With input feeding (their Sec. 3.3, the
+    default) h~_{t-1} joins the LSTM input; without it the LSTM runs over the whole target side
+    in one call and attention for all steps is one batched matmul.
+    """
+
+    def __init__(self, vocab_size, memory_size, feature_size, cfg: ModelConfig, att: AttentionConfig):
+        self.input_feeding = att.input_feeding
+        self.parallel = not att.input_feeding
+        super().__init__(vocab_size, memory_size, feature_size, cfg)
+        self.attention = build_attention(att.score, cfg.decoder_size, memory_size, att.size)
+        self.combine = nn.Linear(memory_size + cfg.decoder_size, feature_size, bias=False)  # W_c
+
+    def rnn_input_size(self, embedding_size: int) -> int:
+        return embedding_size + (self.feature_size if self.input_feeding else 0)
+
+    def init_state(self, memory: Memory) -> State:
+        state = super().init_state(memory)
+        if self.input_feeding:
+            state.feed = memory.summary.new_zeros(memory.summary.size(0), self.feature_size)
+        return state
+
+    def step(self, y_prev, state, memory):
+        emb = self.dropout(self.embedding(y_prev))  # (B, E)
+        x = torch.cat([emb, state.feed], -1) if self.input_feeding else emb
+        h, c = self.rnn_step(x, state)
+        context, weights = self.attention(h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
+        out = torch.tanh(self.combine(torch.cat([context, h[-1]], -1)))  # h~_t (B, D)
+        return out, State(h, c, self.dropout(out) if self.input_feeding else None), weights
+
+    def forward_parallel(self, tgt_in, memory):
+        emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
+        state = self.init_state(memory)
+        s, _ = self.rnn(emb, (state.h, state.c))  # (B, T, H): one fused call
+        context, weights = self.attention(s, memory.states, memory.states, memory.mask, memory.keys_proj)
+        out = torch.tanh(self.combine(torch.cat([context, s], -1)))  # (B, T, D)
+        return self.readout(out), weights
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, src_vocab: int, tgt_vocab: int, cfg: ModelConfig, att: AttentionConfig):
+        super().__init__()
+        self.encoder = Encoder(src_vocab, cfg)
+        feature_size = cfg.embedding_size if cfg.tie_embeddings else cfg.decoder_size
+        memory = self.encoder.output_size
+        if att.type == "none":
+            self.decoder: Decoder = PlainDecoder(tgt_vocab, memory, feature_size, cfg)
+        elif att.type == "bahdanau":
+            self.decoder = BahdanauDecoder(tgt_vocab, memory, feature_size, cfg, att)
+        elif att.type == "luong":
+            self.decoder = LuongDecoder(tgt_vocab, memory, feature_size, cfg, att)
+        else:
+            raise ValueError(f"unknown attention type {att.type!r}; choose none, luong or bahdanau")
+        self.generator = nn.Linear(feature_size, tgt_vocab)
+        if cfg.tie_embeddings:  # Press & Wolf (2017): share the target embedding with the output layer
+            self.generator.weight = self.decoder.embedding.weight
+
+    @property
+    def has_attention(self) -> bool:
+        return self.decoder.attention is not None
+
+    def encode(self, src: Tensor, src_lens: Tensor) -> Memory:
+        return self.decoder.prepare(self.encoder(src, src_lens))
+
+    def forward(
+        self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits ``(B, T, V)`` for ``tgt_in (B, T)`` (BOS + reference), and attention ``(B, T, S)``."""
+        memory = self.encode(src, src_lens)
+        features, attn = self.decoder(tgt_in, memory, teacher_forcing, self.generator)
+        return self.generator(features), attn
+
+    def step_logits(self, y_prev: Tensor, state: State, memory: Memory) -> tuple[Tensor, State, Tensor | None]:
+        """One decoding step: log-probabilities ``(B, V)``, new state, attention ``(B, S)``."""
+        out, state, weights = self.decoder.step(y_prev, state, memory)
+        logits = self.generator(self.decoder.readout(out))
+        return F.log_softmax(logits.float(), dim=-1), state, weights
+
+
+def build_model(src_vocab: int, tgt_vocab: int, cfg: ModelConfig, att: AttentionConfig) -> Seq2Seq:
+    return Seq2Seq(src_vocab, tgt_vocab, cfg, att)

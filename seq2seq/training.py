@@ -1,0 +1,461 @@
+"""The training loop: ``train(config, out_dir)``.
+
+One run lives in one directory: TensorBoard events, ``train.log``, ``config.json``, ``best.pt``
+(written at each validation that improves BLEU) and ``last.pt`` (every
+``train.checkpoint_every`` steps, at each validation and at the end). ``train.resume=true``
+continues from ``last.pt`` with the optimiser, scheduler, RNG and data position restored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from seq2seq.batching import collate, epoch_batches, token_batches
+from seq2seq.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq.config import Config, parse_duration
+from seq2seq.data import filter_pairs, load_split
+from seq2seq.errors import ConfigError, RunDirError, Seq2SeqError
+from seq2seq.metrics import corpus_scores
+from seq2seq.model import PAD, Seq2Seq, build_model
+from seq2seq.plots import attention_figure
+from seq2seq.search import decode_corpus
+from seq2seq.tracking import Tracker
+from seq2seq.vocab import Vocab, build_vocab
+
+log = logging.getLogger("seq2seq")
+
+MODEL_SECTIONS = ("data", "model", "attention")  # what a resumed run may not change
+
+
+class TrainingError(Seq2SeqError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+@dataclass
+class Split:
+    src_texts: list[str]
+    tgt_texts: list[str]
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+
+
+@dataclass
+class Progress:
+    step: int = 0  # optimiser updates, counted across resumes
+    epoch: int = 0
+    batch: int = 0  # batches of the current epoch already trained on
+    best_bleu: float = -1.0
+    best_step: int = 0
+    bad_validations: int = 0
+    last_valid_step: int = -1
+    train_seconds: float = 0.0  # wall time spent in this run's training processes
+
+
+def prepare_data(config: Config, vocab: Vocab | None = None) -> tuple[Vocab, Split, Split]:
+    """Load, filter and encode the training and validation splits; train SentencePiece if needed."""
+    data = config.data
+    train_ds, report = filter_pairs(load_split(data, data.train), data.filter)
+    log.info("%s/%s-%s train: %s", data.name, data.src, data.tgt, report)
+    if vocab is None:
+        vocab = build_vocab(list(train_ds["src"]), list(train_ds["tgt"]), data.vocab)
+    log.info("vocabulary: %d source and %d target types", len(vocab.src), len(vocab.tgt))
+    valid_ds = load_split(data, data.valid)  # never filtered
+    if config.train.valid_max_sentences is not None:
+        valid_ds = valid_ds.select(range(min(config.train.valid_max_sentences, valid_ds.num_rows)))
+    return vocab, _encode(train_ds, vocab), _encode(valid_ds, vocab)
+
+
+def _encode(ds: datasets.Dataset, vocab: Vocab) -> Split:
+    def encode(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+        return {"src_ids": vocab.encode_src(batch["src"]), "tgt_ids": vocab.encode_tgt(batch["tgt"])}
+
+    encoded = ds.map(encode, batched=True, batch_size=4096, new_fingerprint=f"{ds._fingerprint}-{vocab.fingerprint}")
+    return Split(list(encoded["src"]), list(encoded["tgt"]), list(encoded["src_ids"]), list(encoded["tgt_ids"]))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but this torch build sees no CUDA device; use train.device=cpu")
+    return torch.device(name)
+
+
+def sequence_loss(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed label-smoothed loss and summed NLL over non-PAD positions of ``target (B, T)``."""
+    logp = F.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    mask = target != PAD
+    nll_sum = nll.masked_select(mask).sum()
+    if smoothing == 0.0:
+        return nll_sum, nll_sum
+    uniform = -logp.mean(dim=-1).masked_select(mask).sum()  # cross-entropy against the uniform distribution
+    return (1.0 - smoothing) * nll_sum + smoothing * uniform, nll_sum
+
+
+class Trainer:
+    def __init__(self, config: Config, out_dir: Path, resume: dict[str, Any] | None = None):
+        self.config, self.out_dir = config, out_dir
+        tc = config.train
+        random.seed(tc.seed)
+        torch.manual_seed(tc.seed)
+        if tc.threads is not None:
+            torch.set_num_threads(tc.threads)
+        self.device = pick_device(tc.device)
+        self.vocab, self.train_data, self.valid_data = prepare_data(
+            config, Vocab.from_state_dict(resume["vocab"]) if resume else None
+        )
+        self.model: Seq2Seq = build_model(len(self.vocab.src), len(self.vocab.tgt), config.model, config.attention)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
+                                          weight_decay=tc.weight_decay)
+        self.scheduler = self._make_scheduler()
+        self.progress = Progress()
+        self.metrics: dict[str, float] = {}
+        if resume:
+            self._restore(resume)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.info("model: attention=%s, %.2fM parameters, device %s, %d threads", config.attention.type,
+                 n_params / 1e6, self.device, torch.get_num_threads())
+        self.tracker = Tracker(out_dir)
+        self._signal: int | None = None
+
+    def _make_scheduler(self):
+        tc = self.config.train
+        if tc.scheduler == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="max", factor=tc.lr_factor, patience=tc.lr_patience, min_lr=tc.min_lr)
+        if tc.scheduler == "warmup":  # linear warmup, then decay with 1/sqrt(step) (Vaswani et al. 2017)
+            warmup = tc.warmup_steps
+            return torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1))))
+        return None
+
+    def _autocast(self):
+        if self.config.train.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, float]:
+        tc, progress = self.config.train, self.progress
+        budget = parse_duration(tc.max_time)
+        start = time.monotonic()
+        train_seconds_before = progress.train_seconds
+        src_lens = [len(s) for s in self.train_data.src_ids]
+        tgt_lens = [len(t) for t in self.train_data.tgt_ids]
+        window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "grad": 0.0, "steps": 0, "start": time.monotonic()}
+        stop = "max_steps" if tc.max_steps is not None and progress.step >= tc.max_steps else None
+        with self._signals(), logging_redirect_tqdm():
+            while stop is None:
+                batches = epoch_batches(src_lens, tgt_lens, tc.batch_tokens, tc.seed, progress.epoch)
+                bar = tqdm(total=len(batches), initial=progress.batch, desc=f"epoch {progress.epoch + 1}",
+                           disable=None, leave=False, unit="batch")
+                for index in batches[progress.batch:]:
+                    batch = collate([self.train_data.src_ids[i] for i in index],
+                                    [self.train_data.tgt_ids[i] for i in index])
+                    loss_sum, nll_sum, grad_norm = self._train_step(batch)
+                    progress.step += 1
+                    progress.batch += 1
+                    progress.train_seconds = train_seconds_before + time.monotonic() - start
+                    bar.update()
+                    window["loss"] += loss_sum
+                    window["nll"] += nll_sum
+                    window["grad"] += grad_norm
+                    window["tokens"] += batch.n_tokens
+                    window["steps"] += 1
+                    if progress.step % tc.log_every == 0:
+                        self._log_train(window)
+                        bar.set_postfix(loss=f"{self.metrics['train/loss']:.3f}")
+                    if progress.step % tc.valid_every == 0:
+                        if self._validate_and_save():
+                            stop = "early stopping"
+                    elif progress.step % tc.checkpoint_every == 0:
+                        self._save_last()
+                    if tc.max_steps is not None and progress.step >= tc.max_steps:
+                        stop = stop or "max_steps"
+                    if budget is not None and time.monotonic() - start >= budget:
+                        stop = stop or "max_time"
+                    if self._signal is not None:
+                        stop = stop or f"signal {signal.Signals(self._signal).name}"
+                    if stop:
+                        break
+                bar.close()
+                if stop is None:
+                    progress.epoch += 1
+                    progress.batch = 0
+                    if progress.epoch >= tc.max_epochs:
+                        stop = "max_epochs"
+        return self._finish(stop)
+
+    def _finish(self, stop: str) -> dict[str, float]:
+        progress = self.progress
+        log.info("stopping at step %d (epoch %d): %s", progress.step, progress.epoch + 1, stop)
+        if self._signal is None and progress.last_valid_step != progress.step:
+            self._validate_and_save()
+        self._save_last()
+        if self._signal is not None:
+            log.info("saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s",
+                     self.out_dir / "last.pt", self.out_dir)
+        final = {"best/valid_bleu": progress.best_bleu, "best/step": float(progress.best_step),
+                 **{k: v for k, v in self.metrics.items() if k.startswith("valid/")}}
+        self.tracker.hparams(self._hparams(), final)
+        self.tracker.close()
+        (self.out_dir / "metrics.json").write_text(json.dumps({**final, "stop": stop, "step": progress.step}, indent=2))
+        return {**final, "stop": stop, "step": progress.step}
+
+    def _train_step(self, batch) -> tuple[float, float, float]:
+        tc = self.config.train
+        self.model.train()
+        batch = batch.to(self.device)
+        with self._autocast():
+            logits, _ = self.model(batch.src, batch.src_lens, batch.tgt_in, tc.teacher_forcing)
+        loss_sum, nll_sum = sequence_loss(logits, batch.tgt_out, tc.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss_sum / batch.n_tokens).backward()
+        max_norm = tc.clip_grad_norm if tc.clip_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if not torch.isfinite(grad_norm):  # checked before the update, so the weights stay good
+            raise TrainingError(
+                f"the loss or its gradient became {float(loss_sum)!s} at step {self.progress.step + 1}; the last "
+                f"good checkpoint is {self.out_dir / 'last.pt'}; lower train.lr or set train.clip_grad_norm")
+        self.optimizer.step()
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+            self.scheduler.step()
+        return float(loss_sum), float(nll_sum), float(grad_norm)
+
+    def _log_train(self, window: dict) -> None:
+        elapsed = time.monotonic() - window["start"]
+        tokens = max(window["tokens"], 1)
+        values = {
+            "train/loss": window["loss"] / tokens,
+            "train/ppl": math.exp(min(window["nll"] / tokens, 50.0)),
+            "train/lr": self.optimizer.param_groups[0]["lr"],
+            "train/grad_norm": window["grad"] / max(window["steps"], 1),
+            "train/tokens_per_s": window["tokens"] / max(elapsed, 1e-9),
+        }
+        self.tracker.scalars(values, self.progress.step)
+        self.metrics.update(values)
+        window.update(loss=0.0, nll=0.0, tokens=0, grad=0.0, steps=0, start=time.monotonic())
+
+    # -- validation -------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def validate(self) -> dict[str, Any]:
+        """Validation loss/perplexity (teacher forcing) and greedy BLEU/chrF on the whole valid split."""
+        tc, data = self.config.train, self.valid_data
+        self.model.eval()
+        nll_total, tokens = 0.0, 0
+        lens_src = [len(s) for s in data.src_ids]
+        lens_tgt = [len(t) for t in data.tgt_ids]
+        for index in token_batches(lens_src, lens_tgt, tc.batch_tokens * 2):
+            batch = collate([data.src_ids[i] for i in index], [data.tgt_ids[i] for i in index]).to(self.device)
+            with self._autocast():
+                logits, _ = self.model(batch.src, batch.src_lens, batch.tgt_in)
+            nll_total += float(sequence_loss(logits, batch.tgt_out, 0.0)[1])
+            tokens += batch.n_tokens
+        hyps = decode_corpus(self.model, data.src_ids, self.device, tc.valid_batch_size, tc.max_output_ratio)
+        texts = [self.vocab.decode_tgt(h.tokens) for h in hyps]
+        scores = corpus_scores(texts, data.tgt_texts)
+        return {"loss": nll_total / tokens, "ppl": math.exp(min(nll_total / tokens, 50.0)), **scores,
+                "hypotheses": texts}
+
+    def _validate_and_save(self) -> bool:
+        """Validate, log, checkpoint; returns True when early stopping says stop."""
+        tc, progress = self.config.train, self.progress
+        start = time.monotonic()
+        result = self.validate()
+        step = progress.step
+        values = {"valid/loss": result["loss"], "valid/ppl": result["ppl"], "valid/bleu": result["bleu"],
+                  "valid/chrf": result["chrf"]}
+        self.tracker.scalars(values, step)
+        self.metrics.update(values)
+        self._log_examples(result["hypotheses"], step)
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(result["bleu"])
+        improved = result["bleu"] > progress.best_bleu
+        if improved:
+            progress.best_bleu, progress.best_step, progress.bad_validations = result["bleu"], step, 0
+        else:
+            progress.bad_validations += 1
+        progress.last_valid_step = step
+        if improved:
+            save_checkpoint(self._payload(full=False), self.out_dir / "best.pt")
+        self._save_last()
+        log.info("step %d | valid loss %.3f ppl %.2f | BLEU %.2f chrF %.2f%s | %.1fs | %s", step, result["loss"],
+                 result["ppl"], result["bleu"], result["chrf"], " (best)" if improved else "",
+                 time.monotonic() - start, result["bleu_signature"])
+        self.tracker.flush()
+        return progress.bad_validations >= tc.early_stopping
+
+    def _log_examples(self, hypotheses: list[str], step: int) -> None:
+        """Sample translations as text, and labelled attention heatmaps for fixed sentences."""
+        tc, data = self.config.train, self.valid_data
+        lines = []
+        for i in range(min(tc.n_samples, len(hypotheses))):
+            lines.append(f"**source:** {data.src_texts[i]}  \n**reference:** {data.tgt_texts[i]}  \n"
+                         f"**output:** {hypotheses[i]}")
+        self.tracker.text("valid/samples", "\n\n".join(lines), step)
+        if not self.model.has_attention or tc.n_heatmaps == 0:
+            return
+        src_ids = data.src_ids[: tc.n_heatmaps]
+        hyps = decode_corpus(self.model, src_ids, self.device, len(src_ids), tc.max_output_ratio, return_attention=True)
+        for i, (ids, hyp) in enumerate(zip(src_ids, hyps)):
+            src_labels = self.vocab.src_pieces(ids) + ["</s>"]
+            out_labels = self.vocab.tgt_pieces(hyp.tokens) + ["</s>"]
+            fig = attention_figure(hyp.attention.numpy(), src_labels, out_labels[: hyp.attention.size(0)],
+                                   title=f"valid sentence {i}, step {step}")
+            self.tracker.figure(f"attention/{i}", fig, step)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _payload(self, full: bool) -> dict[str, Any]:
+        payload = {"config": self.config.to_dict(), "vocab": self.vocab.state_dict(),
+                   "model": self.model.state_dict(), "progress": asdict(self.progress),
+                   "metrics": dict(self.metrics)}
+        if full:
+            payload["optimizer"] = self.optimizer.state_dict()
+            payload["scheduler"] = None if self.scheduler is None else self.scheduler.state_dict()
+            payload["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                              "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        return payload
+
+    def _save_last(self) -> None:
+        save_checkpoint(self._payload(full=True), self.out_dir / "last.pt")
+
+    def _restore(self, payload: dict[str, Any]) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.scheduler is not None and payload.get("scheduler") is not None:
+            self.scheduler.load_state_dict(payload["scheduler"])
+        self.progress = Progress(**payload["progress"])
+        self.metrics = dict(payload.get("metrics", {}))
+        rng = payload["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(_as_tuple(rng["python"]))
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", self.out_dir / "last.pt",
+                 self.progress.step, self.progress.epoch + 1, self.progress.batch)
+
+    def _hparams(self) -> dict[str, Any]:
+        flat = {}
+        for section in ("model", "attention", "train"):
+            for key, value in asdict(getattr(self.config, section)).items():
+                if isinstance(value, (int, float, str, bool)):
+                    flat[f"{section}.{key}"] = value
+        flat["data.name"] = f"{self.config.data.name}:{self.config.data.src}-{self.config.data.tgt}"
+        return flat
+
+    def _signals(self):
+        """SIGINT/SIGTERM finish the current step, save last.pt and stop (a second SIGINT aborts)."""
+        trainer = self
+
+        class Handlers:
+            def __enter__(self):
+                self.saved = {}
+                if threading.current_thread() is not threading.main_thread():
+                    return self
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    self.saved[sig] = signal.signal(sig, self.handle)
+                return self
+
+            def handle(self, signum, frame):
+                if trainer._signal is not None and signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                trainer._signal = signum
+                log.warning("received %s: saving and stopping after this step", signal.Signals(signum).name)
+
+            def __exit__(self, *exc):
+                for sig, handler in self.saved.items():
+                    signal.signal(sig, handler)
+
+        return Handlers()
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _resume_config(config: Config, saved: dict[str, Any], overrides: list[str] | None) -> Config:
+    """The checkpoint's data/model/attention with this invocation's train section.
+
+    An override that would change the model or data is refused; with ``overrides=None``
+    (a direct call) every difference counts as one.
+    """
+    current = config.to_dict()
+    old = _flatten({k: saved[k] for k in MODEL_SECTIONS})
+    new = _flatten({k: current[k] for k in MODEL_SECTIONS})
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if overrides is not None:
+        keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+        changed = [k for k in changed if any(k == o or k.startswith(o + ".") for o in keys)]
+    if changed:
+        details = "; ".join(f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in changed[:5])
+        raise RunDirError(f"train.resume=true cannot change the model or data of a run ({details}); "
+                          "drop those overrides or start a new run in another directory")
+    return Config.from_dict({**{k: saved[k] for k in MODEL_SECTIONS}, "train": current["train"]})
+
+
+def _open_run_dir(out_dir: Path, config: Config, overrides: list[str] | None) -> tuple[Config, dict | None]:
+    """Refuse to overwrite a run; on resume, load ``last.pt`` and the config it was trained with."""
+    has_checkpoint = (out_dir / "last.pt").exists() or (out_dir / "best.pt").exists()
+    if not config.train.resume:
+        if has_checkpoint:
+            raise RunDirError(f"{out_dir} already holds a checkpoint; continue it with train.resume=true "
+                              "or choose another directory (hydra.run.dir=...)")
+        return config, None
+    if not (out_dir / "last.pt").exists():
+        raise RunDirError(f"train.resume=true but {out_dir / 'last.pt'} does not exist; "
+                          "point hydra.run.dir at the run to continue")
+    payload = load_checkpoint(out_dir / "last.pt")
+    if "optimizer" not in payload:
+        raise RunDirError(f"{out_dir / 'last.pt'} has no optimiser state, so it cannot be resumed")
+    return _resume_config(config, payload["config"], overrides), payload
+
+
+def train(config: Config, out_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train (or, with ``train.resume``, continue) one run in ``out_dir``; returns the final metrics.
+
+    ``overrides`` are the command-line overrides, used to tell a deliberate change of the model on
+    resume from a default that differs from the checkpoint's config.
+    """
+    out_dir = Path(out_dir)
+    config, resume = _open_run_dir(out_dir, config, overrides)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        return Trainer(config, out_dir, resume).run()
+    finally:
+        log.removeHandler(handler)
+        handler.close()

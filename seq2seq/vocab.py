@@ -1,0 +1,140 @@
+"""SentencePiece subwords and the per-side vocabularies the model's embeddings index.
+
+SentencePiece (joint or one model per side) is trained on the training split only and cached
+by a hash of (training text, options). With a joint model each side still gets its own, smaller
+vocabulary: only the pieces that occur on that side of the training data (plus the four special
+symbols) get an embedding row and an output unit, so a joint 8k model gives the target side
+a softmax over roughly half as many types. The SentencePiece model travels inside every
+checkpoint as bytes (:meth:`Vocab.state_dict`), so a checkpoint alone can translate.
+
+Ids: ``pad 0, unk 1, bos 2, eos 3`` in SentencePiece and in the model's own vocabularies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+
+from seq2seq.config import VocabConfig
+from seq2seq.errors import DataError
+
+log = logging.getLogger(__name__)
+
+N_SPECIALS = 4  # pad, unk, bos, eos share ids 0-3 in SentencePiece and in every SideVocab
+UNK = 1
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SEQ2SEQ_CACHE_DIR", Path.home() / ".cache" / "seq2seq"))
+
+
+class SideVocab:
+    """The pieces one side of the corpus uses: SentencePiece id <-> model id."""
+
+    def __init__(self, spm_ids: Sequence[int], spm_size: int):
+        self.to_spm = list(range(N_SPECIALS)) + [i for i in spm_ids if i >= N_SPECIALS]
+        self.from_spm = [UNK] * spm_size
+        for model_id, spm_id in enumerate(self.to_spm):
+            self.from_spm[spm_id] = model_id
+
+    def __len__(self) -> int:
+        return len(self.to_spm)
+
+
+class Vocab:
+    """Source and target subword vocabularies backed by SentencePiece."""
+
+    def __init__(self, src_model: bytes, tgt_model: bytes, src_pieces: Sequence[int], tgt_pieces: Sequence[int]):
+        self._models = (src_model, tgt_model)
+        self._src_spm = spm.SentencePieceProcessor(model_proto=src_model)
+        self._tgt_spm = self._src_spm if tgt_model == src_model else spm.SentencePieceProcessor(model_proto=tgt_model)
+        self.src = SideVocab(src_pieces, self._src_spm.get_piece_size())
+        self.tgt = SideVocab(tgt_pieces, self._tgt_spm.get_piece_size())
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the models and vocabularies (for caching encoded datasets)."""
+        digest = hashlib.sha256(self._models[0] + self._models[1])
+        digest.update(json.dumps([self.src.to_spm, self.tgt.to_spm]).encode())
+        return digest.hexdigest()[:16]
+
+    def encode_src(self, texts: Sequence[str]) -> list[list[int]]:
+        return _encode(self._src_spm, self.src, texts)
+
+    def encode_tgt(self, texts: Sequence[str]) -> list[list[int]]:
+        return _encode(self._tgt_spm, self.tgt, texts)
+
+    def decode_tgt(self, ids: Iterable[int]) -> str:
+        """Model ids -> detokenised text (specials dropped)."""
+        return self._tgt_spm.decode([self.tgt.to_spm[i] for i in ids if i >= N_SPECIALS or i == UNK])
+
+    def src_pieces(self, ids: Iterable[int]) -> list[str]:
+        return [self._src_spm.id_to_piece(self.src.to_spm[i]) for i in ids]
+
+    def tgt_pieces(self, ids: Iterable[int]) -> list[str]:
+        return [self._tgt_spm.id_to_piece(self.tgt.to_spm[i]) for i in ids]
+
+    def state_dict(self) -> dict:
+        """Plain bytes and lists: safe for ``torch.load(weights_only=True)``."""
+        return {"src_model": self._models[0], "tgt_model": self._models[1],
+                "src_pieces": self.src.to_spm, "tgt_pieces": self.tgt.to_spm}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> Vocab:
+        return cls(state["src_model"], state["tgt_model"], state["src_pieces"], state["tgt_pieces"])
+
+
+def _encode(model: spm.SentencePieceProcessor, side: SideVocab, texts: Sequence[str]) -> list[list[int]]:
+    table = side.from_spm
+    return [[table[i] for i in ids] for ids in model.encode(list(texts))]
+
+
+def _train_spm(texts: Sequence[str], cfg: VocabConfig) -> bytes:
+    """Train one SentencePiece model in memory; the cache key covers the text and every option."""
+    options = dict(model_type=cfg.model_type, vocab_size=cfg.size, character_coverage=cfg.character_coverage,
+                   pad_id=0, unk_id=1, bos_id=2, eos_id=3, hard_vocab_limit=False)
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\n")
+    path = cache_dir() / "spm" / f"{digest.hexdigest()[:24]}.model"
+    if path.is_file():
+        log.info("SentencePiece model from cache %s", path)
+        return path.read_bytes()
+    buffer = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=buffer, minloglevel=2, num_threads=os.cpu_count() or 1,
+            input_sentence_size=2_000_000, shuffle_input_sentence=True, **options,
+        )
+    except RuntimeError as error:
+        raise DataError(f"SentencePiece could not build a {cfg.size}-piece vocabulary from the training split "
+                        f"({error}); lower data.vocab.size") from None
+    model = buffer.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(model)
+    tmp.replace(path)  # atomic: concurrent runs never read a half-written model
+    log.info("trained SentencePiece %s %d (%s) -> %s", cfg.model_type, cfg.size,
+             "joint" if cfg.joint else "per side", path)
+    return model
+
+
+def build_vocab(src_texts: Sequence[str], tgt_texts: Sequence[str], cfg: VocabConfig) -> Vocab:
+    """Train (or load from cache) SentencePiece on the training texts and build both side vocabularies."""
+    if cfg.joint:
+        src_model = tgt_model = _train_spm(list(src_texts) + list(tgt_texts), cfg)
+    else:
+        src_model, tgt_model = _train_spm(src_texts, cfg), _train_spm(tgt_texts, cfg)
+    src_proc = spm.SentencePieceProcessor(model_proto=src_model)
+    tgt_proc = spm.SentencePieceProcessor(model_proto=tgt_model)
+    src_used = sorted({i for ids in src_proc.encode(list(src_texts)) for i in ids})
+    tgt_used = sorted({i for ids in tgt_proc.encode(list(tgt_texts)) for i in ids})
+    return Vocab(src_model, tgt_model, src_used, tgt_used)
