@@ -27,8 +27,13 @@ class Batch:
     n_tokens: int  # real target tokens (EOS included, padding excluded)
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(self.src.to(device, non_blocking=True), self.src_lens, self.tgt_in.to(device, non_blocking=True),
-                     self.tgt_out.to(device, non_blocking=True), self.n_tokens)
+        return Batch(
+            self.src.to(device, non_blocking=True),
+            self.src_lens,
+            self.tgt_in.to(device, non_blocking=True),
+            self.tgt_out.to(device, non_blocking=True),
+            self.n_tokens,
+        )
 
 
 def pad(seqs: Sequence[Sequence[int]], prefix: Sequence[int] = (), suffix: Sequence[int] = ()) -> Tensor:

@@ -54,11 +54,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"which could run code ({str(error).splitlines()[0][:200]})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint "
-                              f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a checkpoint "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        ) from None
     if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED):
         raise CheckpointError(f"{path} is not a seq2seq checkpoint (expected the keys {', '.join(REQUIRED)})")
     if payload["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {payload['format_version']}, "
-                              f"this version of seq2seq reads format {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path} has checkpoint format {payload['format_version']}, "
+            f"this version of seq2seq reads format {FORMAT_VERSION}"
+        )
     return payload

@@ -28,7 +28,12 @@ class VocabConfig:
     def check(self) -> None:
         _require(self.size >= 16, "data.vocab.size", self.size, "at least 16")
         _require(self.model_type in ("bpe", "unigram"), "data.vocab.model_type", self.model_type, "bpe or unigram")
-        _require(0.9 <= self.character_coverage <= 1.0, "data.vocab.character_coverage", self.character_coverage, "in [0.9, 1]")
+        _require(
+            0.9 <= self.character_coverage <= 1.0,
+            "data.vocab.character_coverage",
+            self.character_coverage,
+            "in [0.9, 1]",
+        )
 
 
 @dataclass
@@ -72,10 +77,10 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     embedding_size: int = 256
-    encoder_size: int = 256  # per direction
+    encoder_size: int = 192  # per direction
     encoder_layers: int = 1
     bidirectional: bool = True
-    decoder_size: int = 512
+    decoder_size: int = 384
     decoder_layers: int = 1
     dropout: float = 0.3
     tie_embeddings: bool = False  # share the target embedding with the output layer
@@ -127,8 +132,8 @@ class TrainConfig:
     max_time: str | None = None  # wall-clock budget of this process: "20m", "90s", "1.5h" or seconds
     early_stopping: int = 8  # stop after this many validations without BLEU improvement
     log_every: int = 50
-    valid_every: int = 500
-    checkpoint_every: int = 500
+    valid_every: int = 250
+    checkpoint_every: int = 250
     valid_max_sentences: int | None = None  # cap the validation set (for quick runs)
     valid_batch_size: int = 128
     max_output_ratio: float = 2.0  # greedy/beam decoding stops after ratio * source + 10 tokens
@@ -137,27 +142,43 @@ class TrainConfig:
     resume: bool = False
 
     def check(self) -> None:
-        _require(self.device == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
-                 "train.device", self.device, "auto, cpu, cuda or cuda:N")
+        _require(
+            self.device == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
+            "train.device",
+            self.device,
+            "auto, cpu, cuda or cuda:N",
+        )
         _require(self.threads is None or self.threads >= 1, "train.threads", self.threads, "at least 1")
         _require(self.precision in ("fp32", "bf16"), "train.precision", self.precision, "fp32 or bf16")
         _require(self.batch_tokens >= 1, "train.batch_tokens", self.batch_tokens, "at least 1")
         _require(self.lr > 0, "train.lr", self.lr, "positive")
-        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "train.betas", self.betas,
-                 "two numbers in [0, 1)")
+        _require(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            "train.betas",
+            self.betas,
+            "two numbers in [0, 1)",
+        )
         _require(self.clip_grad_norm >= 0, "train.clip_grad_norm", self.clip_grad_norm, "0 (off) or positive")
         _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", self.label_smoothing, "in [0, 1)")
         _require(0.0 <= self.teacher_forcing <= 1.0, "train.teacher_forcing", self.teacher_forcing, "in [0, 1]")
-        _require(self.scheduler in ("plateau", "warmup", "constant"), "train.scheduler", self.scheduler,
-                 "plateau, warmup or constant")
+        _require(
+            self.scheduler in ("plateau", "warmup", "constant"),
+            "train.scheduler",
+            self.scheduler,
+            "plateau, warmup or constant",
+        )
         _require(0 < self.lr_factor < 1, "train.lr_factor", self.lr_factor, "in (0, 1)")
         _require(self.max_steps is None or self.max_steps >= 1, "train.max_steps", self.max_steps, "at least 1")
         _require(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "at least 1")
         parse_duration(self.max_time)
         for key in ("log_every", "valid_every", "checkpoint_every", "valid_batch_size", "early_stopping"):
             _require(getattr(self, key) >= 1, f"train.{key}", getattr(self, key), "at least 1")
-        _require(self.valid_max_sentences is None or self.valid_max_sentences >= 1, "train.valid_max_sentences",
-                 self.valid_max_sentences, "at least 1")
+        _require(
+            self.valid_max_sentences is None or self.valid_max_sentences >= 1,
+            "train.valid_max_sentences",
+            self.valid_max_sentences,
+            "at least 1",
+        )
         _require(self.max_output_ratio > 0, "train.max_output_ratio", self.max_output_ratio, "positive")
 
 
@@ -216,9 +237,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]}; known keys here: {', '.join(sorted(names))}"
-        )
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]}; known keys here: {', '.join(sorted(names))}")
     return cls(**{name: _coerce(raw[name], hints[name], f"{prefix}{name}") for name in names if name in raw})
 
 

@@ -77,7 +77,9 @@ def _load_hub(cfg: DataConfig, split: str) -> datasets.Dataset:
     if cfg.hub is None or not cfg.hub.path:
         raise DataError(f"{DATA_DIR_ENV} is not set and data={cfg.name} has no Hugging Face hub source; {where}")
     if split not in cfg.hub.splits:
-        raise DataError(f"split {split!r} is not on the hub copy {cfg.hub.path} (it has {sorted(cfg.hub.splits)}); {where}")
+        raise DataError(
+            f"split {split!r} is not on the hub copy {cfg.hub.path} (it has {sorted(cfg.hub.splits)}); {where}"
+        )
     try:
         ds = datasets.load_dataset(cfg.hub.path, split=cfg.hub.splits[split])
     except Exception as error:  # offline, unknown repo, ...: datasets raises many types
@@ -102,8 +104,10 @@ class FilterReport:
     bad_ratio: int
 
     def __str__(self) -> str:
-        return (f"kept {self.kept} of {self.total} training pairs (dropped {self.empty} empty, "
-                f"{self.too_long} over max_len, {self.bad_ratio} with a length ratio over max_ratio)")
+        return (
+            f"kept {self.kept} of {self.total} training pairs (dropped {self.empty} empty, "
+            f"{self.too_long} over max_len, {self.bad_ratio} with a length ratio over max_ratio)"
+        )
 
 
 def filter_pairs(ds: datasets.Dataset, cfg: FilterConfig) -> tuple[datasets.Dataset, FilterReport]:

@@ -45,8 +45,12 @@ class Memory:
     def select(self, index: Tensor) -> Memory:
         """Rows ``index`` of the batch (beam search expands and reorders with this)."""
         proj = None if self.keys_proj is None else self.keys_proj.index_select(0, index)
-        return Memory(self.states.index_select(0, index), self.mask.index_select(0, index),
-                      self.summary.index_select(0, index), proj)
+        return Memory(
+            self.states.index_select(0, index),
+            self.mask.index_select(0, index),
+            self.summary.index_select(0, index),
+            proj,
+        )
 
 
 @dataclass
@@ -68,8 +72,12 @@ class Encoder(nn.Module):
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_size, padding_idx=PAD)
         self.dropout = nn.Dropout(cfg.dropout)
         self.rnn = nn.LSTM(
-            cfg.embedding_size, cfg.encoder_size, cfg.encoder_layers, batch_first=True,
-            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.encoder_layers > 1 else 0.0,
+            cfg.embedding_size,
+            cfg.encoder_size,
+            cfg.encoder_layers,
+            batch_first=True,
+            bidirectional=cfg.bidirectional,
+            dropout=cfg.dropout if cfg.encoder_layers > 1 else 0.0,
         )
         self.output_size = cfg.encoder_size * (2 if cfg.bidirectional else 1)
 
@@ -99,11 +107,17 @@ class Decoder(nn.Module):
         super().__init__()
         self.attention: Attention | None = None  # set by the wirings that attend
         self.hidden_size, self.layers = cfg.decoder_size, cfg.decoder_layers
+        self.embedding_size = cfg.embedding_size
         self.memory_size, self.feature_size = memory_size, feature_size
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_size, padding_idx=PAD)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.rnn = nn.LSTM(self.rnn_input_size(cfg.embedding_size), cfg.decoder_size, cfg.decoder_layers,
-                           batch_first=True, dropout=cfg.dropout if cfg.decoder_layers > 1 else 0.0)
+        self.rnn = nn.LSTM(
+            self.rnn_input_size(cfg.embedding_size),
+            cfg.decoder_size,
+            cfg.decoder_layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.decoder_layers > 1 else 0.0,
+        )
         # Bridge (Bahdanau et al. 2015, A.2.2: s0 = tanh(W_s h_1)): initial h and c of every layer.
         self.bridge = nn.Linear(memory_size, 2 * cfg.decoder_layers * cfg.decoder_size)
 
@@ -121,27 +135,50 @@ class Decoder(nn.Module):
         h, c = init.view(-1, 2, self.layers, self.hidden_size).permute(1, 2, 0, 3).contiguous()  # (L, B, H) each
         return State(h, c)
 
-    def rnn_step(self, x: Tensor, state: State) -> tuple[Tensor, Tensor]:
-        """One step of the stacked LSTM with ``self.rnn``'s weights: ``x (B, I)`` -> new ``(h, c)``.
+    def input_gates(self, emb: Tensor) -> Tensor:
+        """The embedding's share of the first LSTM layer's gates, ``(..., E) -> (..., 4H)``.
 
-        Matches ``self.rnn`` over a length-1 sequence, including dropout between layers.
+        It does not depend on the recurrence, so training computes it for all target positions in
+        one matmul before the step loop instead of once per step.
         """
-        hs, cs = [], []
-        for layer in range(self.layers):
-            if layer > 0:
-                x = F.dropout(x, self.rnn.dropout, self.training)
+        weight = self.rnn.weight_ih_l0[:, : emb.size(-1)]
+        return F.linear(emb, weight, self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0)
+
+    def rnn_step(self, pre: Tensor, extra: Tensor | None, state: State) -> tuple[Tensor, Tensor]:
+        """One step of the stacked LSTM with ``self.rnn``'s weights -> new ``(h, c)``, each ``(L, B, H)``.
+
+        ``pre (B, 4H)`` is :meth:`input_gates` of the step's embedding; ``extra (B, I - E)`` is the
+        rest of the first layer's input (context, summary or h~_{t-1}). Matches ``self.rnn`` over a
+        length-1 sequence, including dropout between layers.
+        """
+        gates = pre + F.linear(state.h[0], self.rnn.weight_hh_l0)  # (B, 4H), PyTorch's gate order i, f, g, o
+        if extra is not None:
+            gates = gates + F.linear(extra, self.rnn.weight_ih_l0[:, pre.size(-1) // 4 * 0 + self.embedding_size :])
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * state.c[0] + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        hs, cs = [h], [c]
+        for layer in range(1, self.layers):
+            x = F.dropout(hs[-1], self.rnn.dropout, self.training)
             h, c = torch.lstm_cell(
-                x, (state.h[layer], state.c[layer]),
-                getattr(self.rnn, f"weight_ih_l{layer}"), getattr(self.rnn, f"weight_hh_l{layer}"),
-                getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}"),
+                x,
+                (state.h[layer], state.c[layer]),
+                getattr(self.rnn, f"weight_ih_l{layer}"),
+                getattr(self.rnn, f"weight_hh_l{layer}"),
+                getattr(self.rnn, f"bias_ih_l{layer}"),
+                getattr(self.rnn, f"bias_hh_l{layer}"),
             )
             hs.append(h)
             cs.append(c)
-            x = h
         return torch.stack(hs), torch.stack(cs)
 
     def step(self, y_prev: Tensor, state: State, memory: Memory) -> tuple[Tensor, State, Tensor | None]:
         """One decoder step: ``y_prev (B,)`` -> readout input ``(B, R)``, new state, weights ``(B, S)`` or None."""
+        emb = self.dropout(self.embedding(y_prev))  # (B, E)
+        return self.step_embedded(emb, self.input_gates(emb), state, memory)
+
+    def step_embedded(self, emb: Tensor, pre: Tensor, state: State, memory: Memory):
+        """:meth:`step` from the embedding ``(B, E)`` and its :meth:`input_gates` ``(B, 4H)``."""
         raise NotImplementedError
 
     def readout(self, out: Tensor) -> Tensor:
@@ -163,18 +200,24 @@ class Decoder(nn.Module):
             return self.forward_parallel(tgt_in, memory)
         state = self.init_state(memory)
         outs, weights = [], []
-        y = tgt_in[:, 0]
-        for t in range(tgt_in.size(1)):
-            if t > 0:
-                y = tgt_in[:, t]
-                if teacher_forcing < 1.0:
+        if teacher_forcing >= 1.0:  # every input is known: embed and project them all at once
+            emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
+            pre = self.input_gates(emb)  # (B, T, 4H)
+            for t in range(tgt_in.size(1)):
+                out, state, w = self.step_embedded(emb[:, t], pre[:, t], state, memory)
+                outs.append(out)
+                weights.append(w)
+        else:
+            y = tgt_in[:, 0]
+            for t in range(tgt_in.size(1)):
+                if t > 0:
                     with torch.no_grad():
                         guess = generator(self.readout(outs[-1])).argmax(-1)  # (B,)
-                    keep = torch.rand(y.shape, device=y.device) < teacher_forcing
-                    y = torch.where(keep, y, guess)
-            out, state, w = self.step(y, state, memory)
-            outs.append(out)
-            weights.append(w)
+                    keep = torch.rand(guess.shape, device=guess.device) < teacher_forcing
+                    y = torch.where(keep, tgt_in[:, t], guess)
+                out, state, w = self.step(y, state, memory)
+                outs.append(out)
+                weights.append(w)
         features = self.readout(torch.stack(outs, dim=1))  # (B, T, D): one readout after the loop
         attn = None if weights[0] is None else torch.stack(weights, dim=1)  # (B, T, S)
         return features, attn
@@ -199,9 +242,8 @@ class PlainDecoder(Decoder):
     def readout(self, out: Tensor) -> Tensor:
         return self.dropout(torch.tanh(self.readout_layer(out)))
 
-    def step(self, y_prev, state, memory):
-        emb = self.dropout(self.embedding(y_prev))  # (B, E)
-        h, c = self.rnn_step(torch.cat([emb, memory.summary], -1), state)
+    def step_embedded(self, emb, pre, state, memory):
+        h, c = self.rnn_step(pre, memory.summary, state)
         return torch.cat([h[-1], memory.summary, emb], -1), State(h, c), None
 
     def forward_parallel(self, tgt_in, memory):
@@ -230,10 +272,9 @@ class BahdanauDecoder(Decoder):
     def readout(self, out: Tensor) -> Tensor:
         return self.dropout(torch.tanh(self.readout_layer(out)))
 
-    def step(self, y_prev, state, memory):
-        emb = self.dropout(self.embedding(y_prev))  # (B, E)
+    def step_embedded(self, emb, pre, state, memory):
         context, weights = self.attention(state.h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
-        h, c = self.rnn_step(torch.cat([emb, context], -1), state)  # context (B, K)
+        h, c = self.rnn_step(pre, context, state)  # context (B, K)
         return torch.cat([h[-1], context, emb], -1), State(h, c), weights
 
 
@@ -262,10 +303,8 @@ class LuongDecoder(Decoder):
             state.feed = memory.summary.new_zeros(memory.summary.size(0), self.feature_size)
         return state
 
-    def step(self, y_prev, state, memory):
-        emb = self.dropout(self.embedding(y_prev))  # (B, E)
-        x = torch.cat([emb, state.feed], -1) if self.input_feeding else emb
-        h, c = self.rnn_step(x, state)
+    def step_embedded(self, emb, pre, state, memory):
+        h, c = self.rnn_step(pre, state.feed, state)  # feed is None without input feeding
         context, weights = self.attention(h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
         out = torch.tanh(self.combine(torch.cat([context, h[-1]], -1)))  # h~_t (B, D)
         return out, State(h, c, self.dropout(out) if self.input_feeding else None), weights

@@ -16,13 +16,12 @@ import signal
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -31,8 +30,9 @@ from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import Config, parse_duration
 from seq2seq.data import filter_pairs, load_split
 from seq2seq.errors import ConfigError, RunDirError, Seq2SeqError
+from seq2seq.loss import sequence_loss
 from seq2seq.metrics import corpus_scores
-from seq2seq.model import PAD, Seq2Seq, build_model
+from seq2seq.model import Seq2Seq, build_model
 from seq2seq.plots import attention_figure
 from seq2seq.search import decode_corpus
 from seq2seq.tracking import Tracker
@@ -97,18 +97,6 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def sequence_loss(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed label-smoothed loss and summed NLL over non-PAD positions of ``target (B, T)``."""
-    logp = F.log_softmax(logits.float(), dim=-1)  # (B, T, V)
-    nll = -logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T)
-    mask = target != PAD
-    nll_sum = nll.masked_select(mask).sum()
-    if smoothing == 0.0:
-        return nll_sum, nll_sum
-    uniform = -logp.mean(dim=-1).masked_select(mask).sum()  # cross-entropy against the uniform distribution
-    return (1.0 - smoothing) * nll_sum + smoothing * uniform, nll_sum
-
-
 class Trainer:
     def __init__(self, config: Config, out_dir: Path, resume: dict[str, Any] | None = None):
         self.config, self.out_dir = config, out_dir
@@ -123,16 +111,22 @@ class Trainer:
         )
         self.model: Seq2Seq = build_model(len(self.vocab.src), len(self.vocab.tgt), config.model, config.attention)
         self.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas),
-                                          weight_decay=tc.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay
+        )
         self.scheduler = self._make_scheduler()
         self.progress = Progress()
         self.metrics: dict[str, float] = {}
         if resume:
             self._restore(resume)
         n_params = sum(p.numel() for p in self.model.parameters())
-        log.info("model: attention=%s, %.2fM parameters, device %s, %d threads", config.attention.type,
-                 n_params / 1e6, self.device, torch.get_num_threads())
+        log.info(
+            "model: attention=%s, %.2fM parameters, device %s, %d threads",
+            config.attention.type,
+            n_params / 1e6,
+            self.device,
+            torch.get_num_threads(),
+        )
         self.tracker = Tracker(out_dir)
         self._signal: int | None = None
 
@@ -140,11 +134,13 @@ class Trainer:
         tc = self.config.train
         if tc.scheduler == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="max", factor=tc.lr_factor, patience=tc.lr_patience, min_lr=tc.min_lr)
+                self.optimizer, mode="max", factor=tc.lr_factor, patience=tc.lr_patience, min_lr=tc.min_lr
+            )
         if tc.scheduler == "warmup":  # linear warmup, then decay with 1/sqrt(step) (Vaswani et al. 2017)
             warmup = tc.warmup_steps
             return torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1))))
+                self.optimizer, lambda step: min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
+            )
         return None
 
     def _autocast(self):
@@ -166,11 +162,18 @@ class Trainer:
         with self._signals(), logging_redirect_tqdm():
             while stop is None:
                 batches = epoch_batches(src_lens, tgt_lens, tc.batch_tokens, tc.seed, progress.epoch)
-                bar = tqdm(total=len(batches), initial=progress.batch, desc=f"epoch {progress.epoch + 1}",
-                           disable=None, leave=False, unit="batch")
-                for index in batches[progress.batch:]:
-                    batch = collate([self.train_data.src_ids[i] for i in index],
-                                    [self.train_data.tgt_ids[i] for i in index])
+                bar = tqdm(
+                    total=len(batches),
+                    initial=progress.batch,
+                    desc=f"epoch {progress.epoch + 1}",
+                    disable=None,
+                    leave=False,
+                    unit="batch",
+                )
+                for index in batches[progress.batch :]:
+                    batch = collate(
+                        [self.train_data.src_ids[i] for i in index], [self.train_data.tgt_ids[i] for i in index]
+                    )
                     loss_sum, nll_sum, grad_norm = self._train_step(batch)
                     progress.step += 1
                     progress.batch += 1
@@ -212,10 +215,16 @@ class Trainer:
             self._validate_and_save()
         self._save_last()
         if self._signal is not None:
-            log.info("saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s",
-                     self.out_dir / "last.pt", self.out_dir)
-        final = {"best/valid_bleu": progress.best_bleu, "best/step": float(progress.best_step),
-                 **{k: v for k, v in self.metrics.items() if k.startswith("valid/")}}
+            log.info(
+                "saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s",
+                self.out_dir / "last.pt",
+                self.out_dir,
+            )
+        final = {
+            "best/valid_bleu": progress.best_bleu,
+            "best/step": float(progress.best_step),
+            **{k: v for k, v in self.metrics.items() if k.startswith("valid/")},
+        }
         self.tracker.hparams(self._hparams(), final)
         self.tracker.close()
         (self.out_dir / "metrics.json").write_text(json.dumps({**final, "stop": stop, "step": progress.step}, indent=2))
@@ -235,7 +244,8 @@ class Trainer:
         if not torch.isfinite(grad_norm):  # checked before the update, so the weights stay good
             raise TrainingError(
                 f"the loss or its gradient became {float(loss_sum)!s} at step {self.progress.step + 1}; the last "
-                f"good checkpoint is {self.out_dir / 'last.pt'}; lower train.lr or set train.clip_grad_norm")
+                f"good checkpoint is {self.out_dir / 'last.pt'}; lower train.lr or set train.clip_grad_norm"
+            )
         self.optimizer.step()
         if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
             self.scheduler.step()
@@ -274,8 +284,12 @@ class Trainer:
         hyps = decode_corpus(self.model, data.src_ids, self.device, tc.valid_batch_size, tc.max_output_ratio)
         texts = [self.vocab.decode_tgt(h.tokens) for h in hyps]
         scores = corpus_scores(texts, data.tgt_texts)
-        return {"loss": nll_total / tokens, "ppl": math.exp(min(nll_total / tokens, 50.0)), **scores,
-                "hypotheses": texts}
+        return {
+            "loss": nll_total / tokens,
+            "ppl": math.exp(min(nll_total / tokens, 50.0)),
+            **scores,
+            "hypotheses": texts,
+        }
 
     def _validate_and_save(self) -> bool:
         """Validate, log, checkpoint; returns True when early stopping says stop."""
@@ -283,8 +297,12 @@ class Trainer:
         start = time.monotonic()
         result = self.validate()
         step = progress.step
-        values = {"valid/loss": result["loss"], "valid/ppl": result["ppl"], "valid/bleu": result["bleu"],
-                  "valid/chrf": result["chrf"]}
+        values = {
+            "valid/loss": result["loss"],
+            "valid/ppl": result["ppl"],
+            "valid/bleu": result["bleu"],
+            "valid/chrf": result["chrf"],
+        }
         self.tracker.scalars(values, step)
         self.metrics.update(values)
         self._log_examples(result["hypotheses"], step)
@@ -299,9 +317,17 @@ class Trainer:
         if improved:
             save_checkpoint(self._payload(full=False), self.out_dir / "best.pt")
         self._save_last()
-        log.info("step %d | valid loss %.3f ppl %.2f | BLEU %.2f chrF %.2f%s | %.1fs | %s", step, result["loss"],
-                 result["ppl"], result["bleu"], result["chrf"], " (best)" if improved else "",
-                 time.monotonic() - start, result["bleu_signature"])
+        log.info(
+            "step %d | valid loss %.3f ppl %.2f | BLEU %.2f chrF %.2f%s | %.1fs | %s",
+            step,
+            result["loss"],
+            result["ppl"],
+            result["bleu"],
+            result["chrf"],
+            " (best)" if improved else "",
+            time.monotonic() - start,
+            result["bleu_signature"],
+        )
         self.tracker.flush()
         return progress.bad_validations >= tc.early_stopping
 
@@ -310,8 +336,9 @@ class Trainer:
         tc, data = self.config.train, self.valid_data
         lines = []
         for i in range(min(tc.n_samples, len(hypotheses))):
-            lines.append(f"**source:** {data.src_texts[i]}  \n**reference:** {data.tgt_texts[i]}  \n"
-                         f"**output:** {hypotheses[i]}")
+            lines.append(
+                f"**source:** {data.src_texts[i]}  \n**reference:** {data.tgt_texts[i]}  \n**output:** {hypotheses[i]}"
+            )
         self.tracker.text("valid/samples", "\n\n".join(lines), step)
         if not self.model.has_attention or tc.n_heatmaps == 0:
             return
@@ -320,21 +347,32 @@ class Trainer:
         for i, (ids, hyp) in enumerate(zip(src_ids, hyps)):
             src_labels = self.vocab.src_pieces(ids) + ["</s>"]
             out_labels = self.vocab.tgt_pieces(hyp.tokens) + ["</s>"]
-            fig = attention_figure(hyp.attention.numpy(), src_labels, out_labels[: hyp.attention.size(0)],
-                                   title=f"valid sentence {i}, step {step}")
+            fig = attention_figure(
+                hyp.attention.numpy(),
+                src_labels,
+                out_labels[: hyp.attention.size(0)],
+                title=f"valid sentence {i}, step {step}",
+            )
             self.tracker.figure(f"attention/{i}", fig, step)
 
     # -- checkpoints ------------------------------------------------------------------------
 
     def _payload(self, full: bool) -> dict[str, Any]:
-        payload = {"config": self.config.to_dict(), "vocab": self.vocab.state_dict(),
-                   "model": self.model.state_dict(), "progress": asdict(self.progress),
-                   "metrics": dict(self.metrics)}
+        payload = {
+            "config": self.config.to_dict(),
+            "vocab": self.vocab.state_dict(),
+            "model": self.model.state_dict(),
+            "progress": asdict(self.progress),
+            "metrics": dict(self.metrics),
+        }
         if full:
             payload["optimizer"] = self.optimizer.state_dict()
             payload["scheduler"] = None if self.scheduler is None else self.scheduler.state_dict()
-            payload["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                              "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            payload["rng"] = {
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            }
         return payload
 
     def _save_last(self) -> None:
@@ -352,8 +390,13 @@ class Trainer:
         random.setstate(_as_tuple(rng["python"]))
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", self.out_dir / "last.pt",
-                 self.progress.step, self.progress.epoch + 1, self.progress.batch)
+        log.info(
+            "resumed from %s at step %d (epoch %d, batch %d)",
+            self.out_dir / "last.pt",
+            self.progress.step,
+            self.progress.epoch + 1,
+            self.progress.batch,
+        )
 
     def _hparams(self) -> dict[str, Any]:
         flat = {}
@@ -419,8 +462,10 @@ def _resume_config(config: Config, saved: dict[str, Any], overrides: list[str] |
         changed = [k for k in changed if any(k == o or k.startswith(o + ".") for o in keys)]
     if changed:
         details = "; ".join(f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in changed[:5])
-        raise RunDirError(f"train.resume=true cannot change the model or data of a run ({details}); "
-                          "drop those overrides or start a new run in another directory")
+        raise RunDirError(
+            f"train.resume=true cannot change the model or data of a run ({details}); "
+            "drop those overrides or start a new run in another directory"
+        )
     return Config.from_dict({**{k: saved[k] for k in MODEL_SECTIONS}, "train": current["train"]})
 
 
@@ -429,12 +474,15 @@ def _open_run_dir(out_dir: Path, config: Config, overrides: list[str] | None) ->
     has_checkpoint = (out_dir / "last.pt").exists() or (out_dir / "best.pt").exists()
     if not config.train.resume:
         if has_checkpoint:
-            raise RunDirError(f"{out_dir} already holds a checkpoint; continue it with train.resume=true "
-                              "or choose another directory (hydra.run.dir=...)")
+            raise RunDirError(
+                f"{out_dir} already holds a checkpoint; continue it with train.resume=true "
+                "or choose another directory (hydra.run.dir=...)"
+            )
         return config, None
     if not (out_dir / "last.pt").exists():
-        raise RunDirError(f"train.resume=true but {out_dir / 'last.pt'} does not exist; "
-                          "point hydra.run.dir at the run to continue")
+        raise RunDirError(
+            f"train.resume=true but {out_dir / 'last.pt'} does not exist; point hydra.run.dir at the run to continue"
+        )
     payload = load_checkpoint(out_dir / "last.pt")
     if "optimizer" not in payload:
         raise RunDirError(f"{out_dir / 'last.pt'} has no optimiser state, so it cannot be resumed")

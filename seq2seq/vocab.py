@@ -83,8 +83,12 @@ class Vocab:
 
     def state_dict(self) -> dict:
         """Plain bytes and lists: safe for ``torch.load(weights_only=True)``."""
-        return {"src_model": self._models[0], "tgt_model": self._models[1],
-                "src_pieces": self.src.to_spm, "tgt_pieces": self.tgt.to_spm}
+        return {
+            "src_model": self._models[0],
+            "tgt_model": self._models[1],
+            "src_pieces": self.src.to_spm,
+            "tgt_pieces": self.tgt.to_spm,
+        }
 
     @classmethod
     def from_state_dict(cls, state: dict) -> Vocab:
@@ -98,8 +102,16 @@ def _encode(model: spm.SentencePieceProcessor, side: SideVocab, texts: Sequence[
 
 def _train_spm(texts: Sequence[str], cfg: VocabConfig) -> bytes:
     """Train one SentencePiece model in memory; the cache key covers the text and every option."""
-    options = dict(model_type=cfg.model_type, vocab_size=cfg.size, character_coverage=cfg.character_coverage,
-                   pad_id=0, unk_id=1, bos_id=2, eos_id=3, hard_vocab_limit=False)
+    options = dict(
+        model_type=cfg.model_type,
+        vocab_size=cfg.size,
+        character_coverage=cfg.character_coverage,
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
+        hard_vocab_limit=False,
+    )
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     for text in texts:
         digest.update(text.encode())
@@ -111,19 +123,27 @@ def _train_spm(texts: Sequence[str], cfg: VocabConfig) -> bytes:
     buffer = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_writer=buffer, minloglevel=2, num_threads=os.cpu_count() or 1,
-            input_sentence_size=2_000_000, shuffle_input_sentence=True, **options,
+            sentence_iterator=iter(texts),
+            model_writer=buffer,
+            minloglevel=2,
+            num_threads=os.cpu_count() or 1,
+            input_sentence_size=2_000_000,
+            shuffle_input_sentence=True,
+            **options,
         )
     except RuntimeError as error:
-        raise DataError(f"SentencePiece could not build a {cfg.size}-piece vocabulary from the training split "
-                        f"({error}); lower data.vocab.size") from None
+        raise DataError(
+            f"SentencePiece could not build a {cfg.size}-piece vocabulary from the training split "
+            f"({error}); lower data.vocab.size"
+        ) from None
     model = buffer.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(model)
     tmp.replace(path)  # atomic: concurrent runs never read a half-written model
-    log.info("trained SentencePiece %s %d (%s) -> %s", cfg.model_type, cfg.size,
-             "joint" if cfg.joint else "per side", path)
+    log.info(
+        "trained SentencePiece %s %d (%s) -> %s", cfg.model_type, cfg.size, "joint" if cfg.joint else "per side", path
+    )
     return model
 
 

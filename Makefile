@@ -1,0 +1,37 @@
+# seq2seq — `make help` lists the targets.
+PYTHON ?= python
+RUN ?=
+BEAM ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint format demo train tensorboard clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install:  ## install torch 2.13.0 first (CPU wheel here), then this package with its dev tools
+	$(PYTHON) -m pip install torch==2.13.0
+	$(PYTHON) -m pip install -e ".[dev]"
+
+test:  ## the whole test suite (a few minutes on 2 CPU cores)
+	$(PYTHON) -m pytest -q
+
+lint:  ## ruff lint + format check
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format:  ## apply ruff formatting and autofixes
+	$(PYTHON) -m ruff check --fix .
+	$(PYTHON) -m ruff format .
+
+demo:  ## the attention lesson on random tensors: every score function, printed and plotted
+	$(PYTHON) scripts/attention_demo.py
+
+train:  ## train the default model (Bahdanau attention on Multi30k de-en)
+	$(PYTHON) train.py
+
+tensorboard:  ## open the dashboards of every run under outputs/
+	tensorboard --logdir outputs
+
+clean:  ## remove caches (not runs: outputs/ is yours)
+	rm -rf .pytest_cache .ruff_cache .hypothesis

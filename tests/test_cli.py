@@ -1,0 +1,69 @@
+"""The real commands, run in a subprocess as a user types them."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, TINY
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run(args, **kwargs):
+    return subprocess.run(args, cwd=REPO, capture_output=True, timeout=300, env=ENV, **kwargs)
+
+
+@pytest.mark.slow
+def test_train_py_runs_and_refuses_to_overwrite(corpus_root, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "train.py", *TINY, "attention=luong", "train.max_steps=12", f"hydra.run.dir={out}"]
+    env = {**ENV, "SEQ2SEQ_DATA_DIR": str(corpus_root)}
+    first = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr
+    assert (out / "best.pt").exists() and (out / "last.pt").exists() and list(out.glob("events.out.tfevents.*"))
+    before = (out / "last.pt").read_bytes()
+    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 2 and "already holds a checkpoint" in again.stderr
+    assert "Traceback" not in again.stderr and (out / "last.pt").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_missing_corpus_is_one_clear_line(tmp_path):
+    env = {**ENV, "SEQ2SEQ_DATA_DIR": str(tmp_path / "nowhere")}
+    result = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "nowhere/multi30k does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.slow
+def test_translate_keeps_line_count(trained_run):
+    ckpt = str(trained_run / "best.pt")
+    result = run(
+        ["seq2seq-translate", "--checkpoint", ckpt],
+        input="Ein Mann fährt Fahrrad.\n\nZwei Hunde spielen im Schnee.\n".encode(),
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    lines = result.stdout.decode().split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == "" and lines[0] and lines[2]
+
+
+@pytest.mark.slow
+def test_translate_bad_bytes_and_bad_checkpoint(trained_run, tmp_path):
+    ckpt = str(trained_run / "best.pt")
+    result = run(["seq2seq-translate", "--checkpoint", ckpt], input=b"Ein Hund.\n\xff\xfe\n")
+    assert result.returncode == 1
+    assert result.stdout.decode().count("\n") == 2 and result.stdout.decode().endswith("\n\n")
+    assert "line 2 is not valid UTF-8" in result.stderr.decode()
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    bad = run(["seq2seq-translate", "--checkpoint", str(tmp_path / "junk.pt")], input=b"Hallo\n")
+    assert bad.returncode == 2 and b"damaged or not a checkpoint" in bad.stderr and b"Traceback" not in bad.stderr

@@ -1,0 +1,115 @@
+"""The encoder-decoder: shapes, the bridge, and every fast path against the plain step loop."""
+
+import pytest
+import torch
+
+from seq2seq.config import AttentionConfig, ModelConfig
+from seq2seq.model import BOS, PAD, build_model
+
+V_SRC, V_TGT = 37, 29
+
+
+def make(attention="bahdanau", score="concat", layers=1, input_feeding=True, tie=False, dropout=0.0):
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        embedding_size=16,
+        encoder_size=12,
+        encoder_layers=layers,
+        decoder_size=24,
+        decoder_layers=layers,
+        dropout=dropout,
+        tie_embeddings=tie,
+    )
+    att = AttentionConfig(type=attention, score=score, size=10, input_feeding=input_feeding)
+    return build_model(V_SRC, V_TGT, cfg, att).eval()
+
+
+def batch():
+    torch.manual_seed(1)
+    src_lens = torch.tensor([7, 4, 2])
+    src = torch.randint(4, V_SRC, (3, 7))
+    src[torch.arange(7)[None, :] >= src_lens[:, None]] = PAD
+    tgt_in = torch.randint(4, V_TGT, (3, 6))
+    tgt_in[:, 0] = BOS
+    return src, src_lens, tgt_in
+
+
+def step_loop(model, src, src_lens, tgt_in):
+    """The plain computation: one decoder step per target position, readout per step."""
+    memory = model.encode(src, src_lens)
+    state = model.decoder.init_state(memory)
+    logits, weights = [], []
+    for t in range(tgt_in.size(1)):
+        out, state, w = model.decoder.step(tgt_in[:, t], state, memory)
+        logits.append(model.generator(model.decoder.readout(out)))
+        weights.append(w)
+    attn = None if weights[0] is None else torch.stack(weights, 1)
+    return torch.stack(logits, 1), attn
+
+
+CASES = [
+    ("none", None, True),
+    ("bahdanau", "concat", True),
+    ("bahdanau", "dot", True),
+    ("luong", "general", True),
+    ("luong", "general", False),
+    ("luong", "dot", False),
+    ("luong", "scaled_dot", False),
+    ("luong", "concat", True),
+]
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("attention,score,feed", CASES)
+def test_training_forward_matches_step_loop(attention, score, feed, layers):
+    model = make(attention, score or "concat", layers, feed)
+    src, src_lens, tgt_in = batch()
+    logits, attn = model(src, src_lens, tgt_in)
+    ref_logits, ref_attn = step_loop(model, src, src_lens, tgt_in)
+    assert logits.shape == (3, 6, V_TGT)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    if attention == "none":
+        assert attn is None and ref_attn is None
+    else:
+        assert attn.shape == (3, 6, 7)
+        torch.testing.assert_close(attn, ref_attn, rtol=1e-5, atol=1e-6)
+        assert torch.all(attn[1, :, 4:] == 0) and torch.all(attn[2, :, 2:] == 0)
+
+
+def test_rnn_step_matches_torch_lstm():
+    model = make("luong", "general", layers=2, input_feeding=False)
+    dec = model.decoder
+    memory = model.encode(*batch()[:2])
+    state = dec.init_state(memory)
+    x = torch.randn(3, 1, 16)
+    out, (h, c) = dec.rnn(x, (state.h, state.c))
+    h2, c2 = dec.rnn_step(dec.input_gates(x[:, 0]), None, state)
+    torch.testing.assert_close(h2, h)
+    torch.testing.assert_close(c2, c)
+
+
+def test_encoder_ignores_padding():
+    model = make("bahdanau")
+    src, src_lens, _ = batch()
+    memory = model.encode(src, src_lens)
+    alone = model.encode(src[2:3, :2], src_lens[2:3])
+    torch.testing.assert_close(memory.summary[2], alone.summary[0])
+    torch.testing.assert_close(memory.states[2, :2], alone.states[0])
+    assert torch.all(memory.states[2, 2:] == 0)
+    assert memory.mask.tolist()[2] == [True, True, False, False, False, False, False]
+
+
+def test_tied_embeddings_share_one_tensor():
+    model = make("luong", "general", tie=True)
+    assert model.generator.weight is model.decoder.embedding.weight
+
+
+def test_teacher_forcing_below_one_trains_on_own_predictions():
+    model = make("luong", "general", input_feeding=False)
+    src, src_lens, tgt_in = batch()
+    full, _ = model(src, src_lens, tgt_in, teacher_forcing=1.0)
+    torch.manual_seed(3)
+    free, _ = model(src, src_lens, tgt_in, teacher_forcing=0.0)
+    assert free.shape == full.shape
+    torch.testing.assert_close(free[:, 0], full[:, 0])  # the first input is BOS either way
+    assert not torch.allclose(free, full)
