@@ -4,7 +4,7 @@ RUN ?=
 BEAM ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format demo train tensorboard clean
+.PHONY: help install test lint format demo train eval tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ demo:  ## the attention lesson on random tensors: every score function, printed 
 
 train:  ## train the default model (Bahdanau attention on Multi30k de-en)
 	$(PYTHON) train.py
+
+eval:  ## score a run's best.pt on its test splits (RUN=outputs/... or the newest run; BEAM=5 for beam search)
+	$(PYTHON) -m seq2seq.evaluate $(if $(RUN),--run $(RUN)) --beam $(BEAM)
 
 tensorboard:  ## open the dashboards of every run under outputs/
 	tensorboard --logdir outputs

@@ -46,17 +46,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint (not a torch.save archive)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"refusing to load {path}: it holds pickled objects other than tensors and plain containers, "
-            f"which could run code ({str(error).splitlines()[0][:200]})"
+            f"which could run code ({_first_line(error)})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except Exception as error:  # garbage makes torch.load raise many types: struct.error, IndexError, ...
         raise CheckpointError(
-            f"checkpoint {path} is damaged or not a checkpoint "
-            f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+            f"checkpoint {path} is damaged or not a checkpoint ({type(error).__name__}: {_first_line(error)})"
         ) from None
     if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED):
         raise CheckpointError(f"{path} is not a seq2seq checkpoint (expected the keys {', '.join(REQUIRED)})")
@@ -66,3 +67,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"this version of seq2seq reads format {FORMAT_VERSION}"
         )
     return payload
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message, at most 200 characters (some messages are empty)."""
+    return (str(error).splitlines() or [""])[0][:200]

@@ -122,14 +122,14 @@ class TrainConfig:
     clip_grad_norm: float = 1.0
     label_smoothing: float = 0.1
     teacher_forcing: float = 1.0  # probability of feeding the reference token
-    scheduler: str = "plateau"  # plateau | warmup | constant
+    scheduler: str = "plateau"  # plateau | budget | warmup | constant | auto (budget if bounded, else plateau)
     lr_factor: float = 0.5  # plateau: multiply the LR by this ...
     lr_patience: int = 2  # ... after this many validations without BLEU improvement
     min_lr: float = 1e-5
     warmup_steps: int = 1000  # warmup: linear warmup, then inverse square root decay
     max_steps: int | None = None  # optimiser updates in total, counted across resumes
     max_epochs: int = 50
-    max_time: str | None = None  # wall-clock budget of this process: "20m", "90s", "1.5h" or seconds
+    max_time: str | None = None  # training wall time in total, across resumes: "20m", "90s", "1.5h" or seconds
     early_stopping: int = 8  # stop after this many validations without BLEU improvement
     log_every: int = 50
     valid_every: int = 250
@@ -162,10 +162,10 @@ class TrainConfig:
         _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", self.label_smoothing, "in [0, 1)")
         _require(0.0 <= self.teacher_forcing <= 1.0, "train.teacher_forcing", self.teacher_forcing, "in [0, 1]")
         _require(
-            self.scheduler in ("plateau", "warmup", "constant"),
+            self.scheduler in ("auto", "budget", "plateau", "warmup", "constant"),
             "train.scheduler",
             self.scheduler,
-            "plateau, warmup or constant",
+            "auto, budget, plateau, warmup or constant",
         )
         _require(0 < self.lr_factor < 1, "train.lr_factor", self.lr_factor, "in (0, 1)")
         _require(self.max_steps is None or self.max_steps >= 1, "train.max_steps", self.max_steps, "at least 1")

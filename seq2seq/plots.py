@@ -1,4 +1,4 @@
-"""Figures: labelled attention heatmaps (source tokens on x, output tokens on y)."""
+"""Figures: labelled attention heatmaps (source tokens on x, output tokens on y) and BLEU by length."""
 
 from __future__ import annotations
 
@@ -29,3 +29,29 @@ def attention_figure(weights, src_tokens: Sequence[str], out_tokens: Sequence[st
 
 def close(fig: Figure) -> None:
     plt.close(fig)
+
+
+def length_figure(series: dict[str, list[dict]], title: str = "BLEU by source length") -> Figure:
+    """BLEU against source-length bucket, one line per split, with 95% bootstrap error bars.
+
+    ``series`` maps a split name to its buckets, each ``{"range", "n", "bleu", "ci95"}``; empty
+    buckets (``bleu`` None) are left out of that split's line. Cf. Bahdanau et al. (2015), Fig. 2.
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    labels = [b["range"] for b in next(iter(series.values()))] if series else []
+    for name, buckets in series.items():
+        points = [(x, b) for x, b in enumerate(buckets) if b["bleu"] is not None]
+        xs = [x for x, _ in points]
+        ys = [b["bleu"] for _, b in points]
+        low = [max(0.0, b["bleu"] - b["ci95"][0]) for _, b in points]  # a percentile interval may
+        high = [max(0.0, b["ci95"][1] - b["bleu"]) for _, b in points]  # miss the point estimate
+        ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3, label=name)
+    ax.set_xticks(range(len(labels)), labels=labels)
+    ax.set_xlabel("source length (words)")
+    ax.set_ylabel("BLEU")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

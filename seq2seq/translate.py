@@ -1,11 +1,16 @@
 """Translate with a checkpoint alone: ``seq2seq-translate --checkpoint RUN/best.pt``.
 
 Reads one sentence per line from stdin (or ``--input FILE``) and writes exactly one line per
-input line to stdout. Blank lines give blank lines. A line that is not UTF-8 gets a warning
-with its line number and a blank output line, and the command exits with status 1 at the end.
-The Python API is :class:`Translator`::
+input line to stdout; from a terminal it prompts for one sentence at a time until EOF. Blank
+lines give blank lines. A line that is not UTF-8, or longer than ``--max-input-tokens`` words,
+gets a warning with its line number and a blank output line, and the command exits with
+status 1 at the end. ``--beam K`` decodes with beam search (``--length-penalty`` is GNMT's
+alpha); ``--nbest N`` writes N lines ``index ||| hypothesis ||| score`` per input line (index
+0-based; blank and skipped lines have none). ``--show-attention`` prints, on stderr, the source
+piece each output piece attends to most; ``--attention-png DIR`` draws one heatmap per line
+(``DIR/0001.png`` for line 1). The Python API is :class:`Translator`::
 
-    Translator.from_checkpoint("outputs/.../best.pt").translate(["Ein Hund rennt."])
+    Translator.from_checkpoint("outputs/.../best.pt").translate(["Ein Hund rennt."], beam=5)
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 import torch
 
@@ -21,8 +28,11 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import Config
 from seq2seq.errors import CheckpointError, Seq2SeqError
 from seq2seq.model import Seq2Seq, build_model
-from seq2seq.search import Hypothesis, decode_corpus
+from seq2seq.search import Hypothesis, decode_corpus_nbest
 from seq2seq.vocab import Vocab
+
+EOS_LABEL = "</s>"
+CHUNK = 2048  # input lines decoded (and written) at a time, so long inputs stream
 
 
 class Translator:
@@ -33,7 +43,11 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Translator:
-        payload = load_checkpoint(path)
+        return cls.from_payload(load_checkpoint(path), path, device)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], path: str | Path, device: str = "cpu") -> Translator:
+        """Build from an already loaded checkpoint ``payload`` (``path`` names it in errors)."""
         try:
             config = Config.from_dict(payload["config"])
             vocab = Vocab.from_state_dict(payload["vocab"])
@@ -42,21 +56,72 @@ class Translator:
         except (Seq2SeqError, KeyError, RuntimeError, TypeError, ValueError) as error:
             raise CheckpointError(
                 f"{path} does not match this version of seq2seq "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+                f"({type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]})"
             ) from None
         return cls(model.to(device), vocab, config, torch.device(device))
 
-    def hypotheses(self, sentences: Sequence[str], return_attention: bool = False) -> list[Hypothesis]:
-        src_ids = self.vocab.encode_src(list(sentences))
-        return decode_corpus(self.model, src_ids, self.device, 64, self.config.train.max_output_ratio, return_attention)
-
-    def translate(self, sentences: Sequence[str]) -> list[str]:
-        """Detokenised translations, one per sentence; blank sentences give blank translations."""
-        out = [""] * len(sentences)
+    def nbest(
+        self,
+        sentences: Sequence[str],
+        beam: int = 1,
+        length_penalty: float = 1.0,
+        nbest: int = 1,
+        return_attention: bool = False,
+        batch_size: int = 64,
+    ) -> list[list[Hypothesis]]:
+        """The ``nbest`` best hypotheses per sentence, best first; blank sentences get none."""
         todo = [i for i, s in enumerate(sentences) if s.strip()]
-        for i, hyp in zip(todo, self.hypotheses([sentences[i] for i in todo])):
-            out[i] = self.vocab.decode_tgt(hyp.tokens)
+        src_ids = self.vocab.encode_src([sentences[i] for i in todo])
+        ratio = self.config.train.max_output_ratio
+        hyps = decode_corpus_nbest(
+            self.model, src_ids, self.device, batch_size, ratio, return_attention, beam, length_penalty, nbest
+        )
+        out: list[list[Hypothesis]] = [[] for _ in sentences]
+        for i, hyp in zip(todo, hyps):
+            out[i] = hyp
         return out
+
+    def hypotheses(
+        self, sentences: Sequence[str], return_attention: bool = False, beam: int = 1, length_penalty: float = 1.0
+    ) -> list[Hypothesis]:
+        """The best hypothesis for every sentence (blank ones included: they decode an empty source)."""
+        src_ids = self.vocab.encode_src(list(sentences))
+        ratio = self.config.train.max_output_ratio
+        hyps = decode_corpus_nbest(self.model, src_ids, self.device, 64, ratio, return_attention, beam, length_penalty)
+        return [h[0] for h in hyps]
+
+    def translate(self, sentences: Sequence[str], beam: int = 1, length_penalty: float = 1.0) -> list[str]:
+        """Detokenised translations, one per sentence; blank sentences give blank translations."""
+        return [self.text(h[0]) if h else "" for h in self.nbest(sentences, beam, length_penalty)]
+
+    def text(self, hyp: Hypothesis) -> str:
+        return self.vocab.decode_tgt(hyp.tokens)
+
+    def labels(self, sentence: str, hyp: Hypothesis) -> tuple[list[str], list[str]]:
+        """Source and output pieces (with ``</s>``) labelling the rows and columns of ``hyp.attention``."""
+        src = self.vocab.src_pieces(self.vocab.encode_src([sentence])[0]) + [EOS_LABEL]
+        out = self.vocab.tgt_pieces(hyp.tokens) + [EOS_LABEL]
+        return src, out[: hyp.attention.size(0)] if hyp.attention is not None else out
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    """What the command does with each line, from its arguments."""
+
+    beam: int = 1
+    length_penalty: float = 1.0
+    nbest: int | None = None  # None: one plain line per input
+    batch_size: int = 64
+    max_input_tokens: int = 250
+    show_attention: bool = False
+    attention_png: Path | None = None
+
+    @property
+    def wants_attention(self) -> bool:
+        return self.show_attention or self.attention_png is not None
 
 
 def read_lines(stream) -> tuple[list[str], list[int]]:
@@ -71,31 +136,143 @@ def read_lines(stream) -> tuple[list[str], list[int]]:
     return lines, bad
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def drop_long(lines: Sequence[str], first: int, limit: int, err: TextIO) -> tuple[list[str], int]:
+    """``lines`` with each one over ``limit`` words blanked out and warned about, and how many there were.
+
+    ``first`` is the 0-based index of ``lines[0]`` in the whole input (warnings give 1-based numbers).
+    """
+    kept, dropped = list(lines), 0
+    for i, line in enumerate(lines):
+        words = len(line.split())
+        if words > limit:
+            err.write(
+                f"warning: line {first + i + 1} has {words} words, more than --max-input-tokens {limit}; "
+                "writing a blank line for it\n"
+            )
+            kept[i], dropped = "", dropped + 1
+    return kept, dropped
+
+
+def show_alignment(translator: Translator, number: int, sentence: str, hyp: Hypothesis, err: TextIO) -> None:
+    """For each output piece, the source piece it attends to most and that weight."""
+    src, out = translator.labels(sentence, hyp)
+    err.write(f"line {number}: {sentence}\n  -> {translator.text(hyp)}\n")
+    width = max(len(piece) for piece in out)
+    for piece, row in zip(out, hyp.attention):
+        weight, column = row.max(0)
+        err.write(f"  {piece:<{width}}  <- {src[int(column)]}  {float(weight):.2f}\n")
+
+
+def save_heatmap(translator: Translator, folder: Path, number: int, sentence: str, hyp: Hypothesis) -> None:
+    from seq2seq.plots import attention_figure, close  # matplotlib only when asked for
+
+    src, out = translator.labels(sentence, hyp)
+    fig = attention_figure(hyp.attention.numpy(), src, out, title=f"line {number}: {translator.text(hyp)}"[:100])
+    fig.savefig(folder / f"{number:04d}.png", dpi=100)
+    close(fig)
+
+
+def process(translator: Translator, lines: Sequence[str], first: int, opts: Options, out: TextIO, err: TextIO) -> bool:
+    """Translate and write one block of lines (line ``first + 1`` onwards); True if any was too long."""
+    kept, dropped = drop_long(lines, first, opts.max_input_tokens, err)
+    attention = opts.wants_attention and translator.model.has_attention
+    hyps = translator.nbest(kept, opts.beam, opts.length_penalty, opts.nbest or 1, attention, opts.batch_size)
+    for i, (sentence, nbest) in enumerate(zip(kept, hyps)):
+        if opts.nbest is None:
+            out.write((translator.text(nbest[0]) if nbest else "") + "\n")
+        else:  # Moses-style n-best list; blank and skipped lines have no entries
+            out.writelines(f"{first + i} ||| {translator.text(hyp)} ||| {hyp.score:.4f}\n" for hyp in nbest)
+        if nbest and attention and opts.show_attention:
+            show_alignment(translator, first + i + 1, sentence, nbest[0], err)
+        if nbest and attention and opts.attention_png is not None:
+            save_heatmap(translator, opts.attention_png, first + i + 1, sentence, nbest[0])
+    out.flush()
+    return dropped > 0
+
+
+def interactive(translator: Translator, opts: Options, out: TextIO, err: TextIO) -> bool:
+    """Prompt for one sentence at a time (on a terminal) until EOF; True if any line was too long."""
+    bad, number = False, 0
+    err.write("Type a sentence and press Enter; Ctrl-D ends.\n")
+    while True:
+        err.write("> ")
+        err.flush()
+        line = sys.stdin.readline()
+        if not line:
+            err.write("\n")
+            return bad
+        bad |= process(translator, [line.rstrip("\r\n")], number, opts, out, err)
+        number += 1
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seq2seq-translate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt written by train.py")
     parser.add_argument("--input", help="a file with one sentence per line (default: stdin)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--beam", type=int, default=1, help="beam width; 1 (the default) is greedy search")
+    parser.add_argument("--length-penalty", type=float, default=1.0, help="GNMT alpha for beam search; 0: none")
+    parser.add_argument("--nbest", type=int, help="write N lines 'index ||| hypothesis ||| score' per input")
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences decoded together")
+    parser.add_argument("--max-input-tokens", type=int, default=250, help="longer lines (in words) are skipped")
+    parser.add_argument("--show-attention", action="store_true", help="print each line's alignment on stderr")
+    parser.add_argument("--attention-png", metavar="DIR", help="write one attention heatmap per line into DIR")
+    return parser
+
+
+def parse_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Options:
+    for name in ("beam", "batch_size", "max_input_tokens", "nbest"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.length_penalty < 0:
+        parser.error("--length-penalty must be 0 or more")
+    if args.nbest is not None and args.nbest > args.beam:
+        parser.error(f"--nbest {args.nbest} needs --beam {args.nbest} or wider")
+    png = Path(args.attention_png) if args.attention_png else None
+    return Options(
+        args.beam, args.length_penalty, args.nbest, args.batch_size, args.max_input_tokens, args.show_attention, png
+    )
+
+
+def load(args: argparse.Namespace, opts: Options, err: TextIO) -> tuple[Translator, list[str] | None, list[int]]:
+    """The translator and, unless reading from a terminal, the input lines and bad line numbers."""
+    translator = Translator.from_checkpoint(args.checkpoint, args.device)
+    if opts.wants_attention and not translator.model.has_attention:
+        err.write("note: this checkpoint has no attention (attention=none); --show-attention/--attention-png ignored\n")
+    elif opts.attention_png is not None:
+        try:
+            opts.attention_png.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise Seq2SeqError(f"cannot create --attention-png {opts.attention_png}: {error.strerror}") from None
+    if args.input:
+        try:
+            with open(args.input, "rb") as handle:
+                return translator, *read_lines(handle)
+        except OSError as error:
+            raise Seq2SeqError(f"cannot read --input {args.input}: {error.strerror}") from None
+    if sys.stdin.isatty():
+        return translator, None, []
+    return translator, *read_lines(sys.stdin.buffer)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    opts = parse_options(parser, args)
+    out, err = sys.stdout, sys.stderr
     try:
-        translator = Translator.from_checkpoint(args.checkpoint, args.device)
-        if args.input:
-            try:
-                with open(args.input, "rb") as handle:
-                    lines, bad = read_lines(handle)
-            except OSError as error:
-                raise Seq2SeqError(f"cannot read --input {args.input}: {error.strerror}") from None
-        else:
-            lines, bad = read_lines(sys.stdin.buffer)
+        translator, lines, bad = load(args, opts, err)
     except Seq2SeqError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}", file=err)
         return 2
+    if lines is None:
+        return 1 if interactive(translator, opts, out, err) else 0
     for number in bad:
-        print(f"warning: line {number} is not valid UTF-8; writing a blank line for it", file=sys.stderr)
-    for line in translator.translate(lines):
-        sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-    return 1 if bad else 0
+        err.write(f"warning: line {number} is not valid UTF-8; writing a blank line for it\n")
+    long_lines = False
+    for first in range(0, len(lines), CHUNK):
+        long_lines |= process(translator, lines[first : first + CHUNK], first, opts, out, err)
+    return 1 if bad or long_lines else 0
 
 
 if __name__ == "__main__":

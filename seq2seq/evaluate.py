@@ -1,0 +1,347 @@
+"""Score a run's best checkpoint on its test splits: ``python -m seq2seq.evaluate --run RUN [--beam K]``.
+
+For every split in the run's ``data.test`` it decodes the sources (greedy, or beam search with
+``--beam K``) and writes into ``RUN/eval/<mode>/`` (``mode`` is ``greedy`` or ``beamK``):
+
+- ``report.json``: sacreBLEU BLEU and chrF with their signatures, decoding speed, and BLEU per
+  source-length bucket (1-10, ..., 41-50, 51+ words) with a 95% bootstrap interval (Koehn 2004:
+  resample the bucket's sentence pairs with replacement, corpus BLEU of each resample);
+- ``report.md``: the same as Markdown tables; ``length.png``: BLEU against source length, one line
+  per split (cf. Bahdanau et al. 2015, Fig. 2); ``<split>.hyp.txt``: the hypotheses;
+- ``attention_<split>_<i>.png``: heatmaps of the first sentences (attention models only);
+- ``alignment`` in the report: AER of the attention against gold word alignments, when the corpus
+  root holds ``alignments-<src>-<tgt>/`` (see :mod:`seq2seq.alignment`).
+
+The same numbers go to TensorBoard: ``test/<split>/bleu``, ``test/<split>/chrf``,
+``test/<split>/bleu_len_<range>``, the figure ``test/length`` and heatmaps
+``test/attention/<split>/<i>``, at the checkpoint's training step. Greedy results are logged into
+the run directory itself; beam results into ``RUN/eval/beamK`` (a run of their own in TensorBoard,
+so greedy and beam lines can be compared on the same tags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sacrebleu.metrics import BLEU
+
+from seq2seq.alignment import alignment_error_rate, read_gold
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.config import DataConfig
+from seq2seq.data import corpus_root, load_split
+from seq2seq.errors import DataError, RunDirError, Seq2SeqError
+from seq2seq.metrics import corpus_scores
+from seq2seq.plots import attention_figure, length_figure
+from seq2seq.tracking import Tracker
+from seq2seq.translate import Translator
+
+log = logging.getLogger("seq2seq")
+
+BUCKETS = (10, 20, 30, 40, 50)
+
+__all__ = ["alignment_error_rate", "bleu_interval", "evaluate_run", "find_latest_run", "length_buckets", "main"]
+
+
+# -- BLEU by source length -------------------------------------------------------------------
+
+
+def bucket_ranges(edges: Sequence[int]) -> list[tuple[int, int | None]]:
+    """``(10, 20)`` -> ``[(1, 10), (11, 20), (21, None)]``: inclusive word-count ranges, the last open."""
+    lows = [1, *(e + 1 for e in edges)]
+    return list(zip(lows, [*edges, None]))
+
+
+def range_label(low: int, high: int | None) -> str:
+    return f"{low}-{high}" if high is not None else f"{low}+"
+
+
+def bleu_interval(hyps: Sequence[str], refs: Sequence[str], n: int, rng: np.random.Generator) -> list[float]:
+    """95% bootstrap interval of corpus BLEU: percentiles 2.5 and 97.5 over ``n`` resamples.
+
+    Sentence statistics (n-gram matches and lengths) are extracted once with sacreBLEU's BLEU
+    object; each resample sums them with multiplicities (``counts (n, N) @ stats (N, 10)``) and
+    computes BLEU from the sums, as ``sacrebleu --confidence`` does.
+    """
+    bleu = BLEU()
+    stats = np.array(bleu._extract_corpus_statistics(list(hyps), [list(refs)]), dtype=np.float64)  # (N, 10)
+    counts = rng.multinomial(len(hyps), np.full(len(hyps), 1.0 / len(hyps)), size=n)  # (n, N)
+    scores = [bleu._compute_score_from_stats(list(row)).score for row in counts @ stats]
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def length_buckets(
+    src_texts: Sequence[str],
+    hyps: Sequence[str],
+    refs: Sequence[str],
+    edges: Sequence[int] = BUCKETS,
+    bootstrap: int = 1000,
+    rng: np.random.Generator | None = None,
+) -> list[dict[str, Any]]:
+    """BLEU per source-length bucket (whitespace words), each ``{"range", "n", "bleu", "ci95"}``."""
+    rng = rng if rng is not None else np.random.default_rng(12345)
+    lengths = [len(s.split()) for s in src_texts]
+    out = []
+    for low, high in bucket_ranges(edges):
+        rows = [i for i, n in enumerate(lengths) if n >= low and (high is None or n <= high)]
+        entry: dict[str, Any] = {"range": range_label(low, high), "n": len(rows), "bleu": None, "ci95": None}
+        if rows:
+            bucket_hyps, bucket_refs = [hyps[i] for i in rows], [refs[i] for i in rows]
+            entry["bleu"] = BLEU().corpus_score(bucket_hyps, [bucket_refs]).score
+            entry["ci95"] = bleu_interval(bucket_hyps, bucket_refs, bootstrap, rng)
+        out.append(entry)
+    return out
+
+
+# -- one split -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EvalSettings:
+    beam: int = 1
+    length_penalty: float = 1.0
+    buckets: tuple[int, ...] = BUCKETS
+    n_heatmaps: int = 4
+    bootstrap: int = 1000
+    seed: int = 12345
+
+    @property
+    def mode(self) -> str:
+        return "greedy" if self.beam == 1 else f"beam{self.beam}"
+
+
+def evaluate_split(translator: Translator, src: list[str], refs: list[str], settings: EvalSettings) -> dict[str, Any]:
+    """Decode one split and score it; the result also carries the hypotheses under ``"hypotheses"``."""
+    start = time.perf_counter()
+    nbest = translator.nbest(src, settings.beam, settings.length_penalty, batch_size=128)
+    seconds = time.perf_counter() - start
+    hyps = [translator.text(h[0]) if h else "" for h in nbest]
+    rng = np.random.default_rng(settings.seed)
+    return {
+        **corpus_scores(hyps, refs),
+        "n_sentences": len(src),
+        "decode": {
+            "mode": settings.mode,
+            "beam": settings.beam,
+            "length_penalty": settings.length_penalty,
+            "sent_per_s": len(src) / max(seconds, 1e-9),
+        },
+        "buckets": length_buckets(src, hyps, refs, settings.buckets, settings.bootstrap, rng),
+        "hypotheses": hyps,
+    }
+
+
+def heatmaps(
+    translator: Translator,
+    split: str,
+    src: list[str],
+    settings: EvalSettings,
+    folder: Path,
+    tracker: Tracker,
+    step: int,
+) -> None:
+    """``attention_<split>_<i>.png`` for the first sentences, also logged as ``test/attention/<split>/<i>``."""
+    first = list(src[: settings.n_heatmaps])
+    hyps = translator.nbest(first, settings.beam, settings.length_penalty, return_attention=True)
+    for i, (sentence, nbest) in enumerate(zip(first, hyps)):
+        if not nbest or nbest[0].attention is None:
+            continue
+        src_labels, out_labels = translator.labels(sentence, nbest[0])
+        title = f"{split} {i} ({settings.mode}): {translator.text(nbest[0])}"[:100]
+        fig = attention_figure(nbest[0].attention.numpy(), src_labels, out_labels, title=title)
+        fig.savefig(folder / f"attention_{split}_{i}.png", dpi=100)
+        tracker.figure(f"test/attention/{split}/{i}", fig, step)  # closes it
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def load_test_splits(data: DataConfig) -> dict[str, tuple[list[str], list[str]]]:
+    """``{split: (sources, references)}`` for each of ``data.test`` that can be loaded.
+
+    A split is skipped (with a warning) only when the corpus comes from the hub and the hub copy
+    lacks it; any other failure is an error.
+    """
+    if not data.test:
+        raise DataError(f"data.test lists no test split for corpus {data.name}; nothing to evaluate")
+    splits = {}
+    for split in data.test:
+        try:
+            ds = load_split(data, split)
+        except DataError as error:
+            if corpus_root(data) is None and data.hub is not None and split not in data.hub.splits:
+                log.warning("skipping test split %s: %s", split, error)
+                continue
+            raise
+        splits[split] = (list(ds["src"]), list(ds["tgt"]))
+    if not splits:
+        raise DataError(f"none of the test splits {data.test} of {data.name} could be loaded")
+    return splits
+
+
+def alignment_entry(translator: Translator, data: DataConfig) -> dict[str, Any] | None:
+    """AER against ``<root>/alignments-<src>-<tgt>/`` when the model attends and that folder exists."""
+    root = corpus_root(data)
+    folder = None if root is None else root / f"alignments-{data.src}-{data.tgt}"
+    if folder is None or not folder.is_dir() or not translator.model.has_attention:
+        return None
+    src, tgt, gold = read_gold(folder, data.src, data.tgt)
+    return alignment_error_rate(translator.model, translator.vocab, src, tgt, gold)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    beam: int = 1,
+    length_penalty: float = 1.0,
+    buckets: Sequence[int] = BUCKETS,
+    n_heatmaps: int = 4,
+    bootstrap: int = 1000,
+    seed: int = 12345,
+    data_root: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``run_dir/best.pt`` on its test splits; writes ``run_dir/eval/<mode>/`` and returns the report.
+
+    ``data_root`` overrides the corpus root stored in the checkpoint's config (else ``data.root``
+    or ``$SEQ2SEQ_DATA_DIR``, as in training).
+    """
+    if beam < 1 or length_penalty < 0:
+        raise Seq2SeqError(f"need beam >= 1 and length_penalty >= 0, got {beam} and {length_penalty}")
+    run_dir = Path(run_dir)
+    settings = EvalSettings(beam, length_penalty, tuple(buckets), n_heatmaps, bootstrap, seed)
+    payload = load_checkpoint(run_dir / "best.pt")
+    translator = Translator.from_payload(payload, run_dir / "best.pt")
+    data = translator.config.data
+    if data_root is not None:
+        data = dataclasses.replace(data, root=str(data_root))
+    splits = load_test_splits(data)
+    out = run_dir / "eval" / settings.mode
+    out.mkdir(parents=True, exist_ok=True)
+    step = int(payload.get("progress", {}).get("step", 0))
+    tracker = Tracker(run_dir if settings.mode == "greedy" else out)
+    try:
+        report = _evaluate(translator, splits, settings, out, tracker, step)
+        report = {"checkpoint": str(run_dir / "best.pt"), **report}
+        alignment = alignment_entry(translator, data)
+        if alignment is not None:
+            report["alignment"] = alignment
+            tracker.scalars({"test/alignment/aer": alignment["aer"]}, step)
+    finally:
+        tracker.close()
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(markdown(report))
+    return report
+
+
+def _evaluate(
+    translator: Translator,
+    splits: dict[str, tuple[list[str], list[str]]],
+    settings: EvalSettings,
+    out: Path,
+    tracker: Tracker,
+    step: int,
+) -> dict[str, Any]:
+    """Score, write hypotheses, heatmaps and the length figure, and log scalars for every split."""
+    report: dict[str, Any] = {"mode": settings.mode, "step": step, "splits": {}}
+    for split, (src, refs) in splits.items():
+        result = evaluate_split(translator, src, refs, settings)
+        (out / f"{split}.hyp.txt").write_text("".join(h + "\n" for h in result.pop("hypotheses")))
+        report["splits"][split] = result
+        scalars = {f"test/{split}/bleu": result["bleu"], f"test/{split}/chrf": result["chrf"]}
+        for bucket in result["buckets"]:
+            if bucket["bleu"] is not None:
+                scalars[f"test/{split}/bleu_len_{bucket['range']}"] = bucket["bleu"]
+        tracker.scalars(scalars, step)
+        log.info(
+            "%s %s: BLEU %.2f chrF %.2f | %s",
+            split,
+            settings.mode,
+            result["bleu"],
+            result["chrf"],
+            result["bleu_signature"],
+        )
+        if translator.model.has_attention and settings.n_heatmaps > 0:
+            heatmaps(translator, split, src, settings, out, tracker, step)
+    fig = length_figure(
+        {s: r["buckets"] for s, r in report["splits"].items()}, f"BLEU by source length ({settings.mode})"
+    )
+    fig.savefig(out / "length.png", dpi=100)
+    tracker.figure("test/length", fig, step)  # closes it
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: a summary table, one bucket table per split, the signatures."""
+    lines = [f"# Evaluation of `{report['checkpoint']}` ({report['mode']}, step {report['step']})", ""]
+    lines += ["| split | sentences | BLEU | chrF | sentences/s |", "|---|---:|---:|---:|---:|"]
+    for split, r in report["splits"].items():
+        lines.append(
+            f"| {split} | {r['n_sentences']} | {r['bleu']:.2f} | {r['chrf']:.2f} | {r['decode']['sent_per_s']:.1f} |"
+        )
+    for split, r in report["splits"].items():
+        lines += ["", f"## {split}: BLEU by source length (words)", "", "| source words | sentences | BLEU | 95% CI |"]
+        lines.append("|---|---:|---:|---|")
+        for b in r["buckets"]:
+            bleu = "-" if b["bleu"] is None else f"{b['bleu']:.2f}"
+            ci = "-" if b["ci95"] is None else f"{b['ci95'][0]:.2f} – {b['ci95'][1]:.2f}"
+            lines.append(f"| {b['range']} | {b['n']} | {bleu} | {ci} |")
+        lines += ["", f"- BLEU signature: `{r['bleu_signature']}`", f"- chrF signature: `{r['chrf_signature']}`"]
+    if "alignment" in report:
+        a = report["alignment"]
+        lines += ["", "## Attention as alignment (gold links)", "", "| AER | precision | recall | sentences |"]
+        lines += [
+            "|---:|---:|---:|---:|",
+            f"| {a['aer']:.3f} | {a['precision']:.3f} | {a['recall']:.3f} | {a['n_sentences']} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+def find_latest_run(root: str | Path = "outputs") -> Path:
+    """The directory under ``root`` (searched recursively) whose ``best.pt`` is newest."""
+    found = [p for p in Path(root).rglob("best.pt") if p.is_file()] if Path(root).is_dir() else []
+    if not found:
+        raise RunDirError(f"no run with a best.pt under {root}/; train one first or pass --run DIR")
+    return max(found, key=lambda p: p.stat().st_mtime).parent
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m seq2seq.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", help="a run directory holding best.pt (default: the newest under outputs/)")
+    parser.add_argument("--beam", type=int, default=1, help="beam width; 1 (the default) is greedy search")
+    parser.add_argument("--length-penalty", type=float, default=1.0, help="GNMT alpha for beam search; 0: none")
+    parser.add_argument("--n-heatmaps", type=int, default=4, help="attention heatmaps per test split")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per length bucket")
+    parser.add_argument("--data-root", help="corpus root (default: the run's data.root or $SEQ2SEQ_DATA_DIR)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        run = Path(args.run) if args.run else find_latest_run()
+        log.info("evaluating %s", run)
+        report = evaluate_run(
+            run,
+            args.beam,
+            args.length_penalty,
+            n_heatmaps=args.n_heatmaps,
+            bootstrap=args.bootstrap,
+            data_root=args.data_root,
+        )
+    except Seq2SeqError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(markdown(report), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
