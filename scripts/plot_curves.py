@@ -33,6 +33,12 @@ def curve(run: Path) -> tuple[str, list[tuple[float, int, float]]]:
     return label, [((e.wall_time - start) / 60, e.step, e.value) for e in acc.Scalars("valid/bleu")]
 
 
+def best_by(minutes: list[float], bleu: list[float], limit: float) -> str:
+    """The best BLEU of the validations within ``limit`` minutes, as text."""
+    seen = [b for m, b in zip(minutes, bleu) if m <= limit + 0.1]
+    return f"{max(seen):.1f}" if seen else "–"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path)
@@ -49,11 +55,8 @@ def main() -> None:
         bleu = [p[2] for p in points]
         ax.plot(minutes, bleu, marker="o", markersize=3, label=label)
 
-        def at(limit: float) -> str:
-            seen = [b for m, b in zip(minutes, bleu) if m <= limit + 0.1]
-            return f"{max(seen):.1f}" if seen else "–"
-
-        print(f"| {label} | {at(5)} | {at(10)} | {at(15)} | {bleu[-1]:.1f} | {max(bleu):.1f} | {points[-1][1]} |")
+        at = [best_by(minutes, bleu, limit) for limit in (5, 10, 15)]
+        print(f"| {label} | {' | '.join(at)} | {bleu[-1]:.1f} | {max(bleu):.1f} | {points[-1][1]} |")
     ax.axhline(37.5, color="grey", linestyle=":", linewidth=1, label="target 37.5")
     ax.set_xlabel("training wall time, minutes (2 CPU cores, validation included)")
     ax.set_ylabel("validation BLEU (sacreBLEU, greedy)")
