@@ -51,7 +51,7 @@ def _load_local(folder: Path, split: str, src: str, tgt: str) -> datasets.Datase
     if not folder.is_dir():
         raise DataError(
             f"corpus folder {folder} does not exist; set {DATA_DIR_ENV} (or data.root) to a folder that holds "
-            f"{folder.name}/ with {{split}}.{{lang}}.gz files, e.g. {DATA_DIR_ENV}=../shared/corpora, "
+            f"{folder.name}/ with {{split}}.{{lang}}.gz files, e.g. {DATA_DIR_ENV}=/path/to/corpora, "
             f"or unset it to load from the Hugging Face hub"
         )
     paths = {"src": _find_file(folder, split, src), "tgt": _find_file(folder, split, tgt)}
@@ -73,7 +73,7 @@ def _load_local(folder: Path, split: str, src: str, tgt: str) -> datasets.Datase
 
 
 def _load_hub(cfg: DataConfig, split: str) -> datasets.Dataset:
-    where = f"set {DATA_DIR_ENV} (or data.root) to a local corpus root that holds {cfg.name}/, e.g. ../shared/corpora"
+    where = f"set {DATA_DIR_ENV} (or data.root) to a local corpus root that holds {cfg.name}/"
     if cfg.hub is None or not cfg.hub.path:
         raise DataError(f"{DATA_DIR_ENV} is not set and data={cfg.name} has no Hugging Face hub source; {where}")
     if split not in cfg.hub.splits:
