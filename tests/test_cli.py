@@ -67,3 +67,43 @@ def test_translate_bad_bytes_and_bad_checkpoint(trained_run, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     bad = run(["seq2seq-translate", "--checkpoint", str(tmp_path / "junk.pt")], input=b"Hallo\n")
     assert bad.returncode == 2 and b"damaged or not a checkpoint" in bad.stderr and b"Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_resume_finishes(corpus_root, tmp_path):
+    import signal
+    import time
+
+    from seq2seq.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    env = {**ENV, "SEQ2SEQ_DATA_DIR": str(corpus_root)}
+    args = [sys.executable, "train.py", *TINY, "attention=bahdanau", "train.max_steps=100000", f"hydra.run.dir={out}"]
+    proc = subprocess.Popen(args, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "train.resume=true" in stderr and "Traceback" not in stderr
+    stopped_at = load_checkpoint(out / "last.pt")["progress"]["step"]
+    assert stopped_at >= 10
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            *TINY,
+            "attention=bahdanau",
+            f"train.max_steps={stopped_at + 5}",
+            "train.resume=true",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(out / "last.pt")["progress"]["step"] == stopped_at + 5
