@@ -114,6 +114,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay
         )
+        self.time_budget = parse_duration(tc.max_time)  # training seconds in total, across resumes
         self.scheduler = self._make_scheduler()
         self.progress = Progress()
         self.metrics: dict[str, float] = {}
@@ -160,7 +161,7 @@ class Trainer:
         if tc.max_steps is not None:
             done = progress.step / tc.max_steps
         if tc.max_time is not None:
-            done = max(done, progress.train_seconds / parse_duration(tc.max_time))
+            done = max(done, progress.train_seconds / self.time_budget)
         return max(tc.min_lr, tc.lr * (1.0 - min(done, 1.0)))
 
     def _autocast(self):
@@ -172,7 +173,7 @@ class Trainer:
 
     def run(self) -> dict[str, float]:
         tc, progress = self.config.train, self.progress
-        budget = parse_duration(tc.max_time)  # training seconds in total, across resumes
+        budget = self.time_budget
         start = time.monotonic()
         train_seconds_before = progress.train_seconds
         src_lens = [len(s) for s in self.train_data.src_ids]

@@ -45,6 +45,17 @@ TINY = [
 ATTENTIONS = ["none", "luong", "bahdanau"]
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test with one torch thread (tiny tensors gain nothing from two), then restore."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_corpus(folder: Path, sizes: dict[str, int], langs=("de", "en")) -> Path:
     """Copy the first lines of real Multi30k splits into ``folder`` ({split}.{lang}.gz)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,12 +18,7 @@ SPLITS = ("test_2016_flickr", "test_2017_flickr")
 RANGES = ["1-10", "11-20", "21-30", "31-40", "41-50", "51+"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one thread is faster
 
 
 # -- alignment -------------------------------------------------------------------------------

@@ -20,12 +20,7 @@ V_SRC = 13
 ATTENTIONS = [("none", None), ("luong", "general"), ("bahdanau", "concat")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one thread is faster
 
 
 # (seed, EOS bias) per wiring for which greedy outputs of batch() end at different steps, some

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from conftest import REPO
 from seq2seq.checkpoint import load_checkpoint, save_checkpoint
@@ -17,12 +16,7 @@ from seq2seq.translate import Translator, main
 THREE = "Ein Mann fährt Fahrrad.\n\nZwei Hunde spielen im Schnee.\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small models: one thread is faster
 
 
 class Stdin(io.TextIOWrapper):
