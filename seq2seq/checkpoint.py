@@ -8,6 +8,7 @@ the target, so a crash mid-write leaves the previous checkpoint intact. It is lo
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import zipfile
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from seq2seq.errors import CheckpointError
+from seq2seq.faults import crash_point
 
 FORMAT_VERSION = 1
 REQUIRED = ("format_version", "config", "vocab", "model")
@@ -26,9 +28,14 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     """Atomically write ``payload`` to ``path`` (temp file in the same folder, fsync, rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    buffer = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
+    data = buffer.getbuffer()
     try:
         with open(tmp, "wb") as handle:
-            torch.save({"format_version": FORMAT_VERSION, **payload}, handle)
+            handle.write(data[: len(data) // 2])
+            crash_point("checkpoint")  # tests: a crash here must leave the previous checkpoint intact
+            handle.write(data[len(data) // 2 :])
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -39,6 +46,14 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
         os.fsync(directory)  # make the rename itself durable
     finally:
         os.close(directory)
+
+
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Delete temporary files a killed process left behind in ``folder``; returns what was removed."""
+    stale = sorted(Path(folder).glob(".*.pt.tmp*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

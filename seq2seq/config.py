@@ -139,6 +139,8 @@ class TrainConfig:
     max_output_ratio: float = 2.0  # greedy/beam decoding stops after ratio * source + 10 tokens
     n_heatmaps: int = 4
     n_samples: int = 4
+    nonfinite: str = "stop"  # a NaN/inf loss or gradient: stop (keeping the last checkpoint) | skip the batch
+    max_skips: int = 10  # with nonfinite=skip: stop after this many non-finite batches in a row
     resume: bool = False
 
     def check(self) -> None:
@@ -180,6 +182,8 @@ class TrainConfig:
             "at least 1",
         )
         _require(self.max_output_ratio > 0, "train.max_output_ratio", self.max_output_ratio, "positive")
+        _require(self.nonfinite in ("stop", "skip"), "train.nonfinite", self.nonfinite, "stop or skip")
+        _require(self.max_skips >= 1, "train.max_skips", self.max_skips, "at least 1")
 
 
 @dataclass

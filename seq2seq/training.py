@@ -3,7 +3,9 @@
 One run lives in one directory: TensorBoard events, ``train.log``, ``config.json``, ``best.pt``
 (written at each validation that improves BLEU) and ``last.pt`` (every
 ``train.checkpoint_every`` steps, at each validation and at the end). ``train.resume=true``
-continues from ``last.pt`` with the optimiser, scheduler, RNG and data position restored.
+continues from ``last.pt`` with the optimiser, scheduler, RNG and data position restored, so a
+run killed at any moment (even with ``kill -9``) continues exactly as if it had never stopped.
+Under ``torchrun`` the same loop trains data-parallel (see :mod:`seq2seq.distributed`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seq2seq.batching import collate, epoch_batches, token_batches
-from seq2seq.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq.checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from seq2seq.config import Config, parse_duration
 from seq2seq.data import filter_pairs, load_split
+from seq2seq.distributed import Distributed
 from seq2seq.errors import ConfigError, RunDirError, Seq2SeqError
+from seq2seq.faults import crash_point
 from seq2seq.loss import sequence_loss
 from seq2seq.metrics import corpus_scores
 from seq2seq.model import Seq2Seq, build_model
@@ -40,7 +44,8 @@ from seq2seq.vocab import Vocab, build_vocab
 
 log = logging.getLogger("seq2seq")
 
-MODEL_SECTIONS = ("data", "model", "attention")  # what a resumed run may not change
+MODEL_SECTIONS = ("data", "model", "attention")  # what a resumed run may not change ...
+MOVABLE = ("data.root",)  # ... except where the corpus lives, which may move between sessions
 
 
 class TrainingError(Seq2SeqError):
@@ -65,6 +70,7 @@ class Progress:
     bad_validations: int = 0
     last_valid_step: int = -1
     train_seconds: float = 0.0  # wall time spent in this run's training processes
+    skipped: int = 0  # batches dropped for a non-finite loss (train.nonfinite=skip)
 
 
 def prepare_data(config: Config, vocab: Vocab | None = None) -> tuple[Vocab, Split, Split]:
@@ -98,19 +104,35 @@ def pick_device(name: str) -> torch.device:
 
 
 class Trainer:
-    def __init__(self, config: Config, out_dir: Path, resume: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        out_dir: Path,
+        resume: dict[str, Any] | None = None,
+        dist: Distributed | None = None,
+    ):
         self.config, self.out_dir = config, out_dir
+        self.dist = dist = dist or Distributed()
         tc = config.train
-        random.seed(tc.seed)
-        torch.manual_seed(tc.seed)
+        random.seed(tc.seed + dist.rank)  # ranks draw different dropout masks; rank 0 matches one process
+        torch.manual_seed(tc.seed + dist.rank)
         if tc.threads is not None:
             torch.set_num_threads(tc.threads)
-        self.device = pick_device(tc.device)
+        self.device = pick_device(dist.device(tc.device))
+        if not dist.is_main:
+            dist.barrier()  # rank 0 trains SentencePiece and fills the caches first; the others read them
         self.vocab, self.train_data, self.valid_data = prepare_data(
             config, Vocab.from_state_dict(resume["vocab"]) if resume else None
         )
+        if dist.is_main:
+            dist.barrier()
         self.model: Seq2Seq = build_model(len(self.vocab.src), len(self.vocab.tgt), config.model, config.attention)
         self.model.to(self.device)
+        self.forward = self.model  # what the training step calls: the model, or its DDP wrapper
+        if dist.enabled:
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )  # broadcasts rank 0's initial weights to every rank
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay
         )
@@ -122,14 +144,16 @@ class Trainer:
             self._restore(resume)
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
-            "model: attention=%s, %.2fM parameters, device %s, %d threads",
+            "model: attention=%s, %.2fM parameters, device %s, %d threads%s",
             config.attention.type,
             n_params / 1e6,
             self.device,
             torch.get_num_threads(),
+            f", {dist.world} processes" if dist.enabled else "",
         )
-        self.tracker = Tracker(out_dir)
+        self.tracker = Tracker(out_dir if dist.is_main else None)
         self._signal: int | None = None
+        self._bad_in_a_row = 0
 
     def _make_scheduler(self):
         tc = self.config.train
@@ -187,24 +211,37 @@ class Trainer:
                     total=len(batches),
                     initial=progress.batch,
                     desc=f"epoch {progress.epoch + 1}",
-                    disable=None,
+                    disable=None if self.dist.is_main else True,
                     leave=False,
                     unit="batch",
                 )
                 for index in batches[progress.batch :]:
+                    n_tokens = sum(tgt_lens[i] + 1 for i in index)  # the whole batch's, over every rank
+                    mine = self.dist.shard(index)
+                    # a batch with fewer pairs than ranks: a rank with none still joins the gradient
+                    # all-reduce, with one pair weighted 0
+                    weight = 1.0 if mine else 0.0
+                    mine = mine or index[:1]
                     batch = collate(
-                        [self.train_data.src_ids[i] for i in index], [self.train_data.tgt_ids[i] for i in index]
+                        [self.train_data.src_ids[i] for i in mine], [self.train_data.tgt_ids[i] for i in mine]
                     )
-                    loss_sum, nll_sum, grad_norm = self._train_step(batch)
+                    result = self._train_step(batch, weight * self.dist.world / n_tokens)
+                    loss_sum, nll_sum, grad_norm = result or (0.0, 0.0, 0.0)
                     progress.step += 1
                     progress.batch += 1
                     progress.train_seconds = train_seconds_before + time.monotonic() - start
+                    out_of_time = budget is not None and progress.train_seconds >= budget
+                    # ranks agree on the batch's loss and on whether to stop (one small all-reduce)
+                    loss_sum, nll_sum, signalled, out_of_time = self.dist.sum(
+                        [loss_sum, nll_sum, float(self._signal is not None), float(out_of_time)], self.device
+                    )
                     bar.update()
-                    window["loss"] += loss_sum
-                    window["nll"] += nll_sum
-                    window["grad"] += grad_norm
-                    window["tokens"] += batch.n_tokens
-                    window["steps"] += 1
+                    if result is not None:  # a skipped batch (train.nonfinite=skip) is left out of the averages
+                        window["loss"] += loss_sum
+                        window["nll"] += nll_sum
+                        window["grad"] += grad_norm
+                        window["tokens"] += n_tokens
+                        window["steps"] += 1
                     if progress.step % tc.log_every == 0:
                         self._log_train(window)
                         bar.set_postfix(loss=f"{self.metrics['train/loss']:.3f}")
@@ -215,9 +252,10 @@ class Trainer:
                         self._save_last()
                     if tc.max_steps is not None and progress.step >= tc.max_steps:
                         stop = stop or "max_steps"
-                    if budget is not None and progress.train_seconds >= budget:
+                    if out_of_time:
                         stop = stop or "max_time"
-                    if self._signal is not None:
+                    if signalled:
+                        self._signal = self._signal or signal.SIGTERM  # another rank was signalled
                         stop = stop or f"signal {signal.Signals(self._signal).name}"
                     if stop:
                         break
@@ -232,10 +270,12 @@ class Trainer:
     def _finish(self, stop: str) -> dict[str, float]:
         progress = self.progress
         log.info("stopping at step %d (epoch %d): %s", progress.step, progress.epoch + 1, stop)
-        if self._signal is None and progress.last_valid_step != progress.step:
-            self._validate_and_save()
-        self._save_last()
-        if self._signal is not None:
+        signalled = stop.startswith("signal")  # agreed by every rank, unlike self._signal
+        if not signalled and progress.last_valid_step != progress.step:
+            self._validate_and_save()  # also writes last.pt
+        else:
+            self._save_last()
+        if signalled and self.dist.is_main:
             log.info(
                 "saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s",
                 self.out_dir / "last.pt",
@@ -246,34 +286,66 @@ class Trainer:
             "best/step": float(progress.best_step),
             **{k: v for k, v in self.metrics.items() if k.startswith("valid/")},
         }
+        if progress.skipped:
+            final["skipped_batches"] = float(progress.skipped)
         self.tracker.hparams(self._hparams(), final)
         self.tracker.close()
-        (self.out_dir / "metrics.json").write_text(json.dumps({**final, "stop": stop, "step": progress.step}, indent=2))
+        if self.dist.is_main:
+            (self.out_dir / "metrics.json").write_text(
+                json.dumps({**final, "stop": stop, "step": progress.step}, indent=2)
+            )
         return {**final, "stop": stop, "step": progress.step}
 
-    def _train_step(self, batch) -> tuple[float, float, float]:
+    def _train_step(self, batch, scale: float) -> tuple[float, float, float] | None:
+        """One update on ``batch``, this rank's share of a whole batch, minimising ``scale * loss_sum``.
+
+        With one process ``scale`` is 1 / target tokens. DDP averages gradients over N ranks, so
+        each rank's scale is N / (the whole batch's target tokens) and the update is exactly that
+        of one process on the whole batch. Returns this rank's summed loss and NLL and the
+        gradient norm, or None when the batch was skipped.
+        """
         tc = self.config.train
         self.model.train()
         batch = batch.to(self.device)
         with self._autocast():
-            logits, _ = self.model(batch.src, batch.src_lens, batch.tgt_in, tc.teacher_forcing)
+            logits, _ = self.forward(batch.src, batch.src_lens, batch.tgt_in, tc.teacher_forcing)
         loss_sum, nll_sum = sequence_loss(logits, batch.tgt_out, tc.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         if self.schedule == "budget":
             for group in self.optimizer.param_groups:
                 group["lr"] = self._budget_lr()
-        (loss_sum / batch.n_tokens).backward()
+        (loss_sum * scale).backward()
+        crash_point("step")  # tests: killed between the backward pass and the update
         max_norm = tc.clip_grad_norm if tc.clip_grad_norm > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if not torch.isfinite(grad_norm):  # checked before the update, so the weights stay good
-            raise TrainingError(
-                f"the loss or its gradient became {float(loss_sum)!s} at step {self.progress.step + 1}; the last "
-                f"good checkpoint is {self.out_dir / 'last.pt'}; lower train.lr or set train.clip_grad_norm"
-            )
+            self._nonfinite(loss_sum.item())
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self._bad_in_a_row = 0
         self.optimizer.step()
         if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
             self.scheduler.step()
-        return loss_sum.item(), nll_sum.item(), grad_norm.item()
+        weight = 1.0 if scale > 0 else 0.0  # the stand-in pair of a rank with no share counts for nothing
+        return weight * loss_sum.item(), weight * nll_sum.item(), grad_norm.item()
+
+    def _nonfinite(self, loss: float) -> None:
+        """A NaN/inf loss or gradient (the same on every rank): stop, or skip the batch when configured."""
+        tc, step = self.config.train, self.progress.step + 1
+        self._bad_in_a_row += 1
+        advice = "lower train.lr, keep train.clip_grad_norm on, or use train.precision=fp32"
+        if tc.nonfinite == "stop":
+            raise TrainingError(
+                f"the loss or its gradient became {loss} at step {step}; the weights were not updated and the "
+                f"last good checkpoint is {self.out_dir / 'last.pt'}; {advice} (or train.nonfinite=skip)"
+            )
+        if self._bad_in_a_row >= tc.max_skips:
+            raise TrainingError(
+                f"{self._bad_in_a_row} batches in a row had a non-finite loss or gradient (step {step}); "
+                f"the last good checkpoint is {self.out_dir / 'last.pt'}; {advice}"
+            )
+        self.progress.skipped += 1
+        log.warning("step %d: loss %s is not finite; batch skipped (%d so far)", step, loss, self.progress.skipped)
 
     def _log_train(self, window: dict) -> None:
         elapsed = time.monotonic() - window["start"]
@@ -305,6 +377,7 @@ class Trainer:
                 logits, _ = self.model(batch.src, batch.src_lens, batch.tgt_in)
             nll_total += float(sequence_loss(logits, batch.tgt_out, 0.0)[1])
             tokens += batch.n_tokens
+        crash_point("validation")  # tests: killed between the loss pass and decoding
         hyps = decode_corpus(self.model, data.src_ids, self.device, tc.valid_batch_size, tc.max_output_ratio)
         texts = [self.vocab.decode_tgt(h.tokens) for h in hyps]
         scores = corpus_scores(texts, data.tgt_texts)
@@ -319,28 +392,32 @@ class Trainer:
         """Validate, log, checkpoint; returns True when early stopping says stop."""
         tc, progress = self.config.train, self.progress
         start = time.monotonic()
-        result = self.validate()
+        result = self.validate() if self.dist.is_main else None  # other ranks wait for its BLEU
+        bleu = self.dist.broadcast(result["bleu"] if result else None)
         step = progress.step
-        values = {
-            "valid/loss": result["loss"],
-            "valid/ppl": result["ppl"],
-            "valid/bleu": result["bleu"],
-            "valid/chrf": result["chrf"],
-        }
-        self.tracker.scalars(values, step)
-        self.metrics.update(values)
-        self._log_examples(result["hypotheses"], step)
+        if result:
+            values = {
+                "valid/loss": result["loss"],
+                "valid/ppl": result["ppl"],
+                "valid/bleu": result["bleu"],
+                "valid/chrf": result["chrf"],
+            }
+            self.tracker.scalars(values, step)
+            self.metrics.update(values)
+            self._log_examples(result["hypotheses"], step)
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.scheduler.step(result["bleu"])
-        improved = result["bleu"] > progress.best_bleu
+            self.scheduler.step(bleu)
+        improved = bleu > progress.best_bleu
         if improved:
-            progress.best_bleu, progress.best_step, progress.bad_validations = result["bleu"], step, 0
+            progress.best_bleu, progress.best_step, progress.bad_validations = bleu, step, 0
         else:
             progress.bad_validations += 1
         progress.last_valid_step = step
-        if improved:
+        if improved and self.dist.is_main:
             save_checkpoint(self._payload(full=False), self.out_dir / "best.pt")
         self._save_last()
+        if not result:
+            return progress.bad_validations >= tc.early_stopping
         log.info(
             "step %d | valid loss %.3f ppl %.2f | BLEU %.2f chrF %.2f%s | %.1fs | %s",
             step,
@@ -392,15 +469,19 @@ class Trainer:
         if full:
             payload["optimizer"] = self.optimizer.state_dict()
             payload["scheduler"] = None if self.scheduler is None else self.scheduler.state_dict()
-            payload["rng"] = {
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            }
+            payload["rng"] = _rng_state()
         return payload
 
     def _save_last(self) -> None:
-        save_checkpoint(self._payload(full=True), self.out_dir / "last.pt")
+        """Write last.pt (rank 0). Collective under DDP: every rank's RNG state goes into the file."""
+        states = self.dist.gather(_rng_state())
+        if not self.dist.is_main:
+            return
+        self.tracker.flush()  # what was logged up to this checkpoint survives a crash after it
+        payload = self._payload(full=True)
+        if self.dist.enabled:
+            payload["rng_by_rank"] = states
+        save_checkpoint(payload, self.out_dir / "last.pt")
 
     def _restore(self, payload: dict[str, Any]) -> None:
         self.model.load_state_dict(payload["model"])
@@ -409,11 +490,23 @@ class Trainer:
             self.scheduler.load_state_dict(payload["scheduler"])
         self.progress = Progress(**payload["progress"])
         self.metrics = dict(payload.get("metrics", {}))
-        rng = payload["rng"]
-        torch.set_rng_state(rng["torch"])
-        random.setstate(_as_tuple(rng["python"]))
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        saved_ranks = payload.get("rng_by_rank") or [payload["rng"]]
+        if len(saved_ranks) == self.dist.world:
+            rng = saved_ranks[self.dist.rank]
+            torch.set_rng_state(rng["torch"])
+            random.setstate(_as_tuple(rng["python"]))
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        else:  # resumed with another number of processes: same data order, new dropout draws
+            seed = self.config.train.seed + 7919 * self.progress.step + self.dist.rank
+            torch.manual_seed(seed)
+            random.seed(seed)
+            log.warning(
+                "last.pt was written by %d processes and this run has %d: the data order continues exactly, "
+                "dropout draws do not",
+                len(saved_ranks),
+                self.dist.world,
+            )
         log.info(
             "resumed from %s at step %d (epoch %d, batch %d)",
             self.out_dir / "last.pt",
@@ -457,6 +550,14 @@ class Trainer:
         return Handlers()
 
 
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
 def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
@@ -480,7 +581,7 @@ def _resume_config(config: Config, saved: dict[str, Any], overrides: list[str] |
     current = config.to_dict()
     old = _flatten({k: saved[k] for k in MODEL_SECTIONS})
     new = _flatten({k: current[k] for k in MODEL_SECTIONS})
-    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in MOVABLE)
     if overrides is not None:
         keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
         changed = [k for k in changed if any(k == o or k.startswith(o + ".") for o in keys)]
@@ -490,7 +591,9 @@ def _resume_config(config: Config, saved: dict[str, Any], overrides: list[str] |
             f"train.resume=true cannot change the model or data of a run ({details}); "
             "drop those overrides or start a new run in another directory"
         )
-    return Config.from_dict({**{k: saved[k] for k in MODEL_SECTIONS}, "train": current["train"]})
+    sections = {k: saved[k] for k in MODEL_SECTIONS}
+    sections["data"] = {**sections["data"], "root": current["data"]["root"]}
+    return Config.from_dict({**sections, "train": current["train"]})
 
 
 def _open_run_dir(out_dir: Path, config: Config, overrides: list[str] | None) -> tuple[Config, dict | None]:
@@ -519,15 +622,35 @@ def train(config: Config, out_dir: str | Path, overrides: list[str] | None = Non
     ``overrides`` are the command-line overrides, used to tell a deliberate change of the model on
     resume from a default that differs from the checkpoint's config.
     """
-    out_dir = Path(out_dir)
-    config, resume = _open_run_dir(out_dir, config, overrides)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
+    dist = Distributed.from_env(config.train.device)
     try:
-        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        return Trainer(config, out_dir, resume).run()
+        out_dir = Path(dist.broadcast(str(out_dir)))  # Hydra's ${now:} may differ by a second between ranks
+        config, resume = _open_run_dir(out_dir, config, overrides)
+        dist.barrier()  # every rank has checked the directory before rank 0 writes into it
+        if not dist.is_main:
+            return _run_quietly(config, out_dir, resume, dist)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            for path in remove_partial_writes(out_dir):
+                log.info("removed %s, left by an interrupted checkpoint write", path.name)
+        handler = logging.FileHandler(out_dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        try:
+            (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+            return Trainer(config, out_dir, resume, dist).run()
+        finally:
+            log.removeHandler(handler)
+            handler.close()
     finally:
-        log.removeHandler(handler)
-        handler.close()
+        dist.close()
+
+
+def _run_quietly(config: Config, out_dir: Path, resume: dict | None, dist: Distributed) -> dict[str, Any]:
+    """Ranks other than 0 train without logging progress (warnings and errors still show)."""
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        return Trainer(config, out_dir, resume, dist).run()
+    finally:
+        log.setLevel(level)

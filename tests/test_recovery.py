@@ -1,0 +1,110 @@
+"""Crashes: a run killed (SIGKILL) at the worst moments resumes to exactly the run never killed.
+
+``SEQ2SEQ_CRASH_AT=<point>:<n>`` makes the trainer kill itself the n-th time it reaches a point
+(:mod:`seq2seq.faults`); ``scripts/soak.py`` does the same at random moments for longer runs.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, TINY, compose
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.training import TrainingError, train
+from test_training import events
+
+BASE = [*TINY, "attention=bahdanau", "model.dropout=0.2", "train.max_steps=30"]
+
+
+def curve(run_dir, tag):
+    """{step: value}, the latest write winning: a resumed run re-logs the steps after its checkpoint."""
+    points = sorted(events(run_dir).Scalars(tag), key=lambda e: e.wall_time)
+    return {e.step: e.value for e in points}
+
+
+@pytest.fixture(scope="module")
+def reference(corpus_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    train(compose([*BASE, f"data.root={corpus_root}"]), out)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "crash_at",
+    ["step:15", "checkpoint:3", "validation:1"],
+    ids=["mid-step", "mid-checkpoint-write", "mid-validation"],
+)
+def test_killed_run_resumes_to_the_same_weights_and_curve(crash_at, reference, corpus_root, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "SEQ2SEQ_CRASH_AT": crash_at, "SEQ2SEQ_DATA_DIR": str(corpus_root)}
+    killed = subprocess.run(
+        [sys.executable, "train.py", *BASE, f"hydra.run.dir={out}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr  # SIGKILL: no handler ran
+    # checkpoints: last.pt at step 10; the crash at step 15 or 20 came before the next one landed
+    assert load_checkpoint(out / "last.pt")["progress"]["step"] == 10
+    partial = list(out.glob(".last.pt.tmp*"))
+    assert bool(partial) == crash_at.startswith("checkpoint")
+
+    result = train(compose([*BASE, f"data.root={corpus_root}", "train.resume=true"]), out)
+    assert result["step"] == 30 and not list(out.glob(".*.tmp*"))
+    want = load_checkpoint(reference / "last.pt")
+    got = load_checkpoint(out / "last.pt")
+    for key, value in want["model"].items():
+        torch.testing.assert_close(got["model"][key], value, rtol=0, atol=0)
+    assert got["progress"]["best_bleu"] == want["progress"]["best_bleu"]
+    for tag in ("train/loss", "valid/bleu"):
+        assert curve(out, tag) == curve(reference, tag), tag
+    assert sorted(curve(out, "train/loss")) == [5, 10, 15, 20, 25, 30]
+
+
+def nan_at(calls, monkeypatch):
+    """Make the training loss NaN on the given training steps (validation passes untouched)."""
+    import seq2seq.training as training
+
+    real, seen = training.sequence_loss, {"n": 0}
+
+    def loss(logits, target, smoothing):
+        loss_sum, nll_sum = real(logits, target, smoothing)
+        if smoothing > 0:  # training calls it with label smoothing, validation without
+            seen["n"] += 1
+            if seen["n"] in calls:
+                return loss_sum * float("nan"), nll_sum
+        return loss_sum, nll_sum
+
+    monkeypatch.setattr(training, "sequence_loss", loss)
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(corpus_root, tmp_path, monkeypatch, one_thread):
+    nan_at({13}, monkeypatch)
+    with pytest.raises(TrainingError, match=r"became nan at step 13.*last good checkpoint is .*last\.pt"):
+        train(compose([*BASE, f"data.root={corpus_root}"]), tmp_path)
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["progress"]["step"] == 10
+    assert all(torch.isfinite(t).all() for t in saved["model"].values())
+
+
+def test_nan_loss_can_skip_the_batch(corpus_root, tmp_path, monkeypatch, one_thread):
+    nan_at({4, 13}, monkeypatch)
+    config = compose([*BASE, f"data.root={corpus_root}", "train.max_steps=16", "train.nonfinite=skip"])
+    result = train(config, tmp_path)
+    assert result["step"] == 16 and result["skipped_batches"] == 2
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["progress"]["skipped"] == 2
+    assert all(torch.isfinite(t).all() for t in saved["model"].values())
+
+
+def test_skipping_gives_up_on_a_run_of_bad_batches(corpus_root, tmp_path, monkeypatch, one_thread):
+    nan_at(set(range(3, 100)), monkeypatch)
+    config = compose([*BASE, f"data.root={corpus_root}", "train.nonfinite=skip", "train.max_skips=4"])
+    with pytest.raises(TrainingError, match="4 batches in a row"):
+        train(config, tmp_path)
