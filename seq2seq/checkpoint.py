@@ -59,6 +59,8 @@ def remove_partial_writes(folder: str | Path) -> list[Path]:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint safely; any problem becomes a :class:`CheckpointError` naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; pass the file itself, e.g. {path / 'best.pt'}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours

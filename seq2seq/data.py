@@ -8,8 +8,10 @@ Without either, the corpus comes from the hub (``data.hub``). Every split is ret
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,10 +57,15 @@ def _load_local(folder: Path, split: str, src: str, tgt: str) -> datasets.Datase
             f"or unset it to load from the Hugging Face hub"
         )
     paths = {"src": _find_file(folder, split, src), "tgt": _find_file(folder, split, tgt)}
+    for path in paths.values():
+        if _is_empty(path):
+            raise DataError(f"corpus file {path} is empty; it needs one segment per line")
     try:
         sides = datasets.load_dataset("text", data_files={k: str(p) for k, p in paths.items()})
     except (UnicodeDecodeError, datasets.exceptions.DatasetGenerationError) as error:
-        raise DataError(f"could not read {paths['src']} / {paths['tgt']} as UTF-8 text: {error}") from None
+        problems = [problem for path in paths.values() if (problem := _diagnose(path))]
+        detail = "; ".join(problems) or f"{paths['src']} / {paths['tgt']}: {error}"
+        raise DataError(f"could not read the corpus: {detail}") from None
     n_src, n_tgt = sides["src"].num_rows, sides["tgt"].num_rows
     if n_src != n_tgt:
         raise DataError(
@@ -70,6 +77,34 @@ def _load_local(folder: Path, split: str, src: str, tgt: str) -> datasets.Datase
     return datasets.concatenate_datasets(
         [sides["src"].rename_column("text", "src"), sides["tgt"].rename_column("text", "tgt")], axis=1
     )
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        with _open(path) as handle:
+            return handle.read(1) == b""
+    except (OSError, EOFError, zlib.error):
+        return False  # damaged: _diagnose explains it when datasets fails to read it
+
+
+def _diagnose(path: Path) -> str | None:
+    """What is wrong with a corpus file that ``datasets`` could not read (None if nothing is)."""
+    number = 0  # lines read so far
+    try:
+        with _open(path) as handle:
+            for raw in handle:
+                number += 1
+                raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{path} line {number} is not valid UTF-8 (re-encode the file as UTF-8)"
+    except (OSError, EOFError, zlib.error) as error:
+        kind = "not a gzip file" if number == 0 else f"damaged after line {number}"
+        return f"{path} is {kind} ({error}); re-create it, or drop the .gz suffix for plain text"
+    return None
 
 
 def _load_hub(cfg: DataConfig, split: str) -> datasets.Dataset:

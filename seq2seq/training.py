@@ -32,7 +32,7 @@ from seq2seq.checkpoint import load_checkpoint, remove_partial_writes, save_chec
 from seq2seq.config import Config, parse_duration
 from seq2seq.data import filter_pairs, load_split
 from seq2seq.distributed import Distributed
-from seq2seq.errors import ConfigError, RunDirError, Seq2SeqError
+from seq2seq.errors import CheckpointError, ConfigError, RunDirError, Seq2SeqError
 from seq2seq.faults import crash_point
 from seq2seq.loss import sequence_loss
 from seq2seq.metrics import corpus_scores
@@ -142,6 +142,8 @@ class Trainer:
         self.metrics: dict[str, float] = {}
         if resume:
             self._restore(resume)
+            if dist.is_main:
+                self._repair_best()
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
             "model: attention=%s, %.2fM parameters, device %s, %d threads%s",
@@ -203,7 +205,11 @@ class Trainer:
         src_lens = [len(s) for s in self.train_data.src_ids]
         tgt_lens = [len(t) for t in self.train_data.tgt_ids]
         window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "grad": 0.0, "steps": 0, "start": time.monotonic()}
-        stop = "max_steps" if tc.max_steps is not None and progress.step >= tc.max_steps else None
+        stop = None  # a resumed run may have finished already
+        if tc.max_steps is not None and progress.step >= tc.max_steps:
+            stop = "max_steps"
+        elif progress.bad_validations >= tc.early_stopping:
+            stop = "early stopping (raise train.early_stopping to go on)"
         with self._signals(), logging_redirect_tqdm():
             while stop is None:
                 batches = epoch_batches(src_lens, tgt_lens, tc.batch_tokens, tc.seed, progress.epoch)
@@ -413,9 +419,9 @@ class Trainer:
         else:
             progress.bad_validations += 1
         progress.last_valid_step = step
+        self._save_last()  # before best.pt: a crash between the two still leaves a resumable run
         if improved and self.dist.is_main:
             save_checkpoint(self._payload(full=False), self.out_dir / "best.pt")
-        self._save_last()
         if not result:
             return progress.bad_validations >= tc.early_stopping
         log.info(
@@ -514,6 +520,19 @@ class Trainer:
             self.progress.epoch + 1,
             self.progress.batch,
         )
+
+    def _repair_best(self) -> None:
+        """Rewrite best.pt if a crash hit between writing last.pt and best.pt at the best validation."""
+        progress, path = self.progress, self.out_dir / "best.pt"
+        if progress.best_bleu < 0 or progress.best_step != progress.step:
+            return  # the best model is not the one just restored, so best.pt was written before
+        try:
+            written = load_checkpoint(path)["progress"]["step"] if path.exists() else None
+        except CheckpointError:
+            written = None
+        if written != progress.best_step:
+            save_checkpoint(self._payload(full=False), path)
+            log.info("rewrote %s with the step-%d model that a crash kept from it", path, progress.best_step)
 
     def _hparams(self) -> dict[str, Any]:
         flat = {}
@@ -630,9 +649,8 @@ def train(config: Config, out_dir: str | Path, overrides: list[str] | None = Non
         if not dist.is_main:
             return _run_quietly(config, out_dir, resume, dist)
         out_dir.mkdir(parents=True, exist_ok=True)
-        if resume:
-            for path in remove_partial_writes(out_dir):
-                log.info("removed %s, left by an interrupted checkpoint write", path.name)
+        for path in remove_partial_writes(out_dir):
+            log.info("removed %s, left by an interrupted checkpoint write", path.name)
         handler = logging.FileHandler(out_dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)

@@ -2,7 +2,7 @@
 
 Reads one sentence per line from stdin (or ``--input FILE``) and writes exactly one line per
 input line to stdout; from a terminal it prompts for one sentence at a time until EOF. Blank
-lines give blank lines. A line that is not UTF-8, or longer than ``--max-input-tokens`` words,
+lines give blank lines. A line that is not UTF-8, or longer than ``--max-input-tokens`` subword tokens,
 gets a warning with its line number and a blank output line, and the command exits with
 status 1 at the end. ``--beam K`` decodes with beam search (``--length-penalty`` is GNMT's
 alpha); ``--nbest N`` writes N lines ``index ||| hypothesis ||| score`` per input line (index
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -95,7 +95,12 @@ class Translator:
         return [self.text(h[0]) if h else "" for h in self.nbest(sentences, beam, length_penalty)]
 
     def text(self, hyp: Hypothesis) -> str:
-        return self.vocab.decode_tgt(hyp.tokens)
+        """The detokenised output, always one line (a line break would shift every later line)."""
+        return " ".join(self.vocab.decode_tgt(hyp.tokens).splitlines())
+
+    def token_counts(self, sentences: Sequence[str]) -> list[int]:
+        """Each sentence's length in source subword tokens."""
+        return [len(ids) for ids in self.vocab.encode_src(list(sentences))]
 
     def labels(self, sentence: str, hyp: Hypothesis) -> tuple[list[str], list[str]]:
         """Source and output pieces (with ``</s>``) labelling the rows and columns of ``hyp.attention``."""
@@ -115,7 +120,7 @@ class Options:
     length_penalty: float = 1.0
     nbest: int | None = None  # None: one plain line per input
     batch_size: int = 64
-    max_input_tokens: int = 250
+    max_input_tokens: int = 400
     show_attention: bool = False
     attention_png: Path | None = None
 
@@ -136,17 +141,20 @@ def read_lines(stream) -> tuple[list[str], list[int]]:
     return lines, bad
 
 
-def drop_long(lines: Sequence[str], first: int, limit: int, err: TextIO) -> tuple[list[str], int]:
-    """``lines`` with each one over ``limit`` words blanked out and warned about, and how many there were.
+def drop_long(
+    lines: Sequence[str], first: int, limit: int, err: TextIO, count: Callable[[list[str]], list[int]]
+) -> tuple[list[str], int]:
+    """``lines`` with each one over ``limit`` subword tokens blanked out and warned about, and how many.
 
-    ``first`` is the 0-based index of ``lines[0]`` in the whole input (warnings give 1-based numbers).
+    ``count`` gives each line's length in source subword tokens (what the model reads, so a
+    megabyte without spaces counts as long as it is). ``first`` is the 0-based index of
+    ``lines[0]`` in the whole input (warnings give 1-based numbers).
     """
     kept, dropped = list(lines), 0
-    for i, line in enumerate(lines):
-        words = len(line.split())
-        if words > limit:
+    for i, n in enumerate(count(list(lines))):
+        if n > limit:
             err.write(
-                f"warning: line {first + i + 1} has {words} words, more than --max-input-tokens {limit}; "
+                f"warning: line {first + i + 1} has {n} subword tokens, more than --max-input-tokens {limit}; "
                 "writing a blank line for it\n"
             )
             kept[i], dropped = "", dropped + 1
@@ -174,7 +182,7 @@ def save_heatmap(translator: Translator, folder: Path, number: int, sentence: st
 
 def process(translator: Translator, lines: Sequence[str], first: int, opts: Options, out: TextIO, err: TextIO) -> bool:
     """Translate and write one block of lines (line ``first + 1`` onwards); True if any was too long."""
-    kept, dropped = drop_long(lines, first, opts.max_input_tokens, err)
+    kept, dropped = drop_long(lines, first, opts.max_input_tokens, err, translator.token_counts)
     attention = opts.wants_attention and translator.model.has_attention
     hyps = translator.nbest(kept, opts.beam, opts.length_penalty, opts.nbest or 1, attention, opts.batch_size)
     for i, (sentence, nbest) in enumerate(zip(kept, hyps)):
@@ -214,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--length-penalty", type=float, default=1.0, help="GNMT alpha for beam search; 0: none")
     parser.add_argument("--nbest", type=int, help="write N lines 'index ||| hypothesis ||| score' per input")
     parser.add_argument("--batch-size", type=int, default=64, help="sentences decoded together")
-    parser.add_argument("--max-input-tokens", type=int, default=250, help="longer lines (in words) are skipped")
+    parser.add_argument(
+        "--max-input-tokens", type=int, default=400, help="lines longer than this in subword tokens are skipped"
+    )
     parser.add_argument("--show-attention", action="store_true", help="print each line's alignment on stderr")
     parser.add_argument("--attention-png", metavar="DIR", help="write one attention heatmap per line into DIR")
     return parser

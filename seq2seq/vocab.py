@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def _train_spm(texts: Sequence[str], cfg: VocabConfig) -> bytes:
         unk_id=1,
         bos_id=2,
         eos_id=3,
-        hard_vocab_limit=False,
+        hard_vocab_limit=True,  # a size the text cannot support is an error, not a silently smaller model
     )
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     for text in texts:
@@ -132,9 +133,10 @@ def _train_spm(texts: Sequence[str], cfg: VocabConfig) -> bytes:
             **options,
         )
     except RuntimeError as error:
+        most = re.search(r"value <= (\d+)", str(error))
+        limit = f" (at most {most.group(1)} pieces)" if most else f" ({str(error).splitlines()[0][:200]})"
         raise DataError(
-            f"SentencePiece could not build a {cfg.size}-piece vocabulary from the training split "
-            f"({error}); lower data.vocab.size"
+            f"data.vocab.size={cfg.size} is more than the training split supports{limit}; lower data.vocab.size"
         ) from None
     model = buffer.getvalue()
     path.parent.mkdir(parents=True, exist_ok=True)

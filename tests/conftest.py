@@ -56,6 +56,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def events(run_dir):
+    """Everything in a run directory's TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
 def write_corpus(folder: Path, sizes: dict[str, int], langs=("de", "en")) -> Path:
     """Copy the first lines of real Multi30k splits into ``folder`` ({split}.{lang}.gz)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,9 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY, compose
+from conftest import REPO, TINY, compose, events
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.training import TrainingError, train
-from test_training import events
 
 BASE = [*TINY, "attention=bahdanau", "model.dropout=0.2", "train.max_steps=30"]
 
@@ -34,11 +33,18 @@ def reference(corpus_root, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "crash_at",
-    ["step:15", "checkpoint:3", "validation:1"],
-    ids=["mid-step", "mid-checkpoint-write", "mid-validation"],
+    ("crash_at", "resume_from", "partial"),
+    [
+        ("step:15", 10, None),  # between the backward pass and the update of step 15
+        ("checkpoint:2", 10, ".last.pt.tmp"),  # half of last.pt at step 20 written
+        ("checkpoint:3", 20, ".best.pt.tmp"),  # last.pt at step 20 landed, best.pt half written
+        ("validation:1", 10, None),  # validation at step 20, before decoding
+    ],
+    ids=["mid-step", "mid-last-write", "mid-best-write", "mid-validation"],
 )
-def test_killed_run_resumes_to_the_same_weights_and_curve(crash_at, reference, corpus_root, tmp_path):
+def test_killed_run_resumes_to_the_same_weights_and_curve(
+    crash_at, resume_from, partial, reference, corpus_root, tmp_path
+):
     out = tmp_path / "run"
     env = {**os.environ, "SEQ2SEQ_CRASH_AT": crash_at, "SEQ2SEQ_DATA_DIR": str(corpus_root)}
     killed = subprocess.run(
@@ -50,10 +56,9 @@ def test_killed_run_resumes_to_the_same_weights_and_curve(crash_at, reference, c
         timeout=300,
     )
     assert killed.returncode == -9, killed.stderr  # SIGKILL: no handler ran
-    # checkpoints: last.pt at step 10; the crash at step 15 or 20 came before the next one landed
-    assert load_checkpoint(out / "last.pt")["progress"]["step"] == 10
-    partial = list(out.glob(".last.pt.tmp*"))
-    assert bool(partial) == crash_at.startswith("checkpoint")
+    # last.pt is written every 10 steps; the crash left the newest complete one in place
+    assert load_checkpoint(out / "last.pt")["progress"]["step"] == resume_from
+    assert [p.name.startswith(partial) for p in out.glob(".*.tmp*")] == ([True] if partial else [])
 
     result = train(compose([*BASE, f"data.root={corpus_root}", "train.resume=true"]), out)
     assert result["step"] == 30 and not list(out.glob(".*.tmp*"))
@@ -62,6 +67,10 @@ def test_killed_run_resumes_to_the_same_weights_and_curve(crash_at, reference, c
     for key, value in want["model"].items():
         torch.testing.assert_close(got["model"][key], value, rtol=0, atol=0)
     assert got["progress"]["best_bleu"] == want["progress"]["best_bleu"]
+    best_want, best_got = load_checkpoint(reference / "best.pt"), load_checkpoint(out / "best.pt")
+    assert best_got["progress"]["step"] == best_want["progress"]["step"]
+    for key, value in best_want["model"].items():
+        torch.testing.assert_close(best_got["model"][key], value, rtol=0, atol=0)
     for tag in ("train/loss", "valid/bleu"):
         assert curve(out, tag) == curve(reference, tag), tag
     assert sorted(curve(out, "train/loss")) == [5, 10, 15, 20, 25, 30]

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ATTENTIONS, TINY, compose
+from conftest import ATTENTIONS, TINY, compose, events
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.errors import RunDirError
 from seq2seq.training import train
@@ -20,12 +19,6 @@ SCALARS = {
     "valid/bleu",
     "valid/chrf",
 }
-
-
-def events(run_dir):
-    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
-    acc.Reload()
-    return acc
 
 
 @pytest.mark.slow

@@ -1,0 +1,176 @@
+"""Bad input of every kind: a clear message naming what is wrong, a non-zero exit, nothing damaged."""
+
+import contextlib
+import gzip
+import io
+import sys
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import write_corpus
+from seq2seq.config import DataConfig, VocabConfig
+from seq2seq.data import load_split
+from seq2seq.errors import DataError
+from seq2seq.translate import main
+from seq2seq.vocab import build_vocab
+
+# -- the corpus -------------------------------------------------------------------------------
+
+
+def corrupt(tmp_path, damage):
+    folder = write_corpus(tmp_path / "multi30k", {"val": 50})
+    damage(folder / "val.de.gz")
+    return DataConfig(root=str(tmp_path))
+
+
+def empty(path):
+    with gzip.open(path, "wb"):
+        pass
+
+
+def not_gzip(path):
+    path.write_bytes(b"Ein Mann.\nZwei Hunde.\n")
+
+
+def truncated(path):
+    path.write_bytes(path.read_bytes()[:-20])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (empty, r"val\.de\.gz is empty"),
+        (not_gzip, r"val\.de\.gz is not a gzip file .* drop the \.gz suffix"),
+        (truncated, r"val\.de\.gz is damaged after line \d+"),
+    ],
+    ids=["empty", "not-gzip", "truncated-gzip"],
+)
+def test_damaged_corpus_files_are_named(tmp_path, damage, message):
+    with pytest.raises(DataError, match=message):
+        load_split(corrupt(tmp_path, damage), "val")
+
+
+def test_vocabulary_larger_than_the_corpus_supports(corpus_root):
+    ds = load_split(DataConfig(root=str(corpus_root)), "val")
+    with pytest.raises(DataError, match=r"data\.vocab\.size=50000 is more than .* \(at most \d+ pieces\)"):
+        build_vocab(list(ds["src"]), list(ds["tgt"]), VocabConfig(size=50000))
+
+
+# -- the translate command: checkpoints ---------------------------------------------------------
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def missing(tmp_path, good):
+    return tmp_path / "nope.pt"
+
+
+def directory(tmp_path, good):
+    return tmp_path
+
+
+def cut_short(tmp_path, good):
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    return tmp_path / "cut.pt"
+
+
+def pickled_code(tmp_path, good):
+    payload = torch.load(good, weights_only=True)
+    payload["extra"] = Evil()
+    torch.save(payload, tmp_path / "evil.pt")
+    return tmp_path / "evil.pt"
+
+
+def wrong_kind(tmp_path, good):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    return tmp_path / "other.pt"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (missing, "does not exist"),
+        (directory, "is a directory; pass the file itself"),
+        (cut_short, "damaged or not a checkpoint"),
+        (pickled_code, "refusing to load"),
+        (wrong_kind, "is not a seq2seq checkpoint"),
+    ],
+    ids=["missing", "directory", "truncated", "pickled-object", "not-seq2seq"],
+)
+def test_bad_checkpoint_path_or_file(trained_run, tmp_path, capsys, monkeypatch, make, message):
+    path = make(tmp_path, trained_run / "best.pt")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Hallo\n")))
+    status = main(["--checkpoint", str(path)])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == "" and "this ran" not in out + err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+# -- the translate command: whatever arrives on stdin ------------------------------------------------
+
+
+class BinaryStdin(io.TextIOWrapper):
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data), encoding="utf-8")
+
+    def isatty(self):
+        return False
+
+
+def run_translate(checkpoint, data: bytes, *args) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    stdin = sys.stdin
+    sys.stdin = BinaryStdin(data)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(["--checkpoint", str(checkpoint), *map(str, args)])
+    finally:
+        sys.stdin = stdin
+    return status, out.getvalue(), err.getvalue()
+
+
+def n_lines(data: bytes) -> int:
+    return len(data.split(b"\n")) - (1 if data.endswith(b"\n") or not data else 0)
+
+
+lines = st.lists(
+    st.one_of(
+        st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),  # junk, NUL bytes, bad UTF-8
+        st.text(max_size=40).map(lambda t: t.replace("\n", "").encode()),  # any Unicode, \r and \u2028 too
+        st.just(b""),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=lines, final_newline=st.booleans())
+def test_any_bytes_keep_the_line_count(trained_run, lines, final_newline):
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    status, out, err = run_translate(trained_run / "best.pt", data, "--max-input-tokens", 60)
+    assert out.count("\n") == n_lines(data)
+    assert "Traceback" not in err
+    bad_utf8 = any(_not_utf8(line) for line in lines)
+    assert status == (1 if bad_utf8 or "warning: line" in err else 0)
+    for number, line in enumerate(data.split(b"\n")[: n_lines(data)], start=1):
+        if _not_utf8(line):
+            assert f"line {number} is not valid UTF-8" in err
+            assert out.split("\n")[number - 1] == ""
+
+
+def _not_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def test_empty_stdin_gives_empty_output(trained_run):
+    assert run_translate(trained_run / "best.pt", b"") == (0, "", "")
