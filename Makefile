@@ -2,9 +2,10 @@
 PYTHON ?= python
 RUN ?=
 BEAM ?= 1
+CKPT ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format demo train eval tensorboard clean
+.PHONY: help install test lint format demo train eval bench tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +33,9 @@ train:  ## train the default model (Bahdanau attention on Multi30k de-en)
 
 eval:  ## score a run's best.pt on its test splits (RUN=outputs/... or the newest run; BEAM=5 for beam search)
 	$(PYTHON) -m seq2seq.evaluate $(if $(RUN),--run $(RUN)) --beam $(BEAM)
+
+bench:  ## training/decoding speed, memory and MFU -> outputs/bench.json (CKPT=best.pt for decoding)
+	$(PYTHON) scripts/bench.py $(if $(CKPT),--ckpt $(CKPT))
 
 tensorboard:  ## open the dashboards of every run under outputs/
 	tensorboard --logdir outputs

@@ -12,7 +12,9 @@ import math
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from seq2seq.errors import ConfigError
@@ -184,6 +186,20 @@ class TrainConfig:
         _require(self.max_output_ratio > 0, "train.max_output_ratio", self.max_output_ratio, "positive")
         _require(self.nonfinite in ("stop", "skip"), "train.nonfinite", self.nonfinite, "stop or skip")
         _require(self.max_skips >= 1, "train.max_skips", self.max_skips, "at least 1")
+
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the repository's Hydra configs
+
+
+def compose(overrides: Sequence[str] = ()) -> Config:
+    """The config ``python train.py OVERRIDES...`` trains with, composed by Hydra and validated."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    return Config.from_dict(OmegaConf.to_container(cfg, resolve=True))
 
 
 @dataclass

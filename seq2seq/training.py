@@ -231,7 +231,7 @@ class Trainer:
                     batch = collate(
                         [self.train_data.src_ids[i] for i in mine], [self.train_data.tgt_ids[i] for i in mine]
                     )
-                    result = self._train_step(batch, weight * self.dist.world / n_tokens)
+                    result = self.train_step(batch, weight * self.dist.world / n_tokens)
                     loss_sum, nll_sum, grad_norm = result or (0.0, 0.0, 0.0)
                     progress.step += 1
                     progress.batch += 1
@@ -302,7 +302,7 @@ class Trainer:
             )
         return {**final, "stop": stop, "step": progress.step}
 
-    def _train_step(self, batch, scale: float) -> tuple[float, float, float] | None:
+    def train_step(self, batch, scale: float) -> tuple[float, float, float] | None:
         """One update on ``batch``, this rank's share of a whole batch, minimising ``scale * loss_sum``.
 
         With one process ``scale`` is 1 / target tokens. DDP averages gradients over N ranks, so

@@ -87,15 +87,9 @@ def corpus_root(tmp_path_factory) -> Path:
 
 def compose(overrides: list[str] = ()):
     """The composed Hydra config as a validated :class:`Config`, as ``train.py`` builds it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
+    from seq2seq.config import compose as compose_config
 
-    from seq2seq.config import Config
-
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    return Config.from_dict(OmegaConf.to_container(cfg, resolve=True))
+    return compose_config(overrides)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,258 @@
+"""``make bench``: training and decoding throughput, memory and MFU, written to outputs/bench.json.
+
+    SEQ2SEQ_DATA_DIR=../shared/corpora python scripts/bench.py [--ckpt RUN/best.pt]
+
+Training is measured on the peer-comparable model of the speed issue (embeddings 256, encoder
+2x128 bidirectional, decoder 256, dropout 0.2, Adam, joint SentencePiece BPE 8k cut into
+per-side vocabularies, about 1,000 target tokens per batch) for the variants ``none``, ``luong``
+(no input feeding: parallel over target positions), ``luong_input_feed`` and ``bahdanau``, in
+float32 and bfloat16 autocast, each in a fresh process (so its peak RSS is its own). The default
+model is measured beside it. Throughput is target tokens (EOS included, padding excluded) per
+second of the product's own training step (collate, forward, loss, backward, clip, Adam), the
+median of several timed windows after a warm-up.
+
+FLOPs per target token are counted on real batches: matrix multiplies by
+``torch.utils.flop_counter`` over a forward and backward pass, plus the fused ``nn.LSTM`` layers
+the counter cannot see, counted as 3 x 2 x 4H(I + H) per token, layer and direction (forward
+plus a backward of twice the forward). Element-wise work is not counted. MFU is the achieved
+FLOP/s over the rate of a large matrix multiply of the same precision, measured in the same
+process. Decoding speed (greedy and beam 5 on test_2016_flickr) needs a trained checkpoint:
+``--ckpt``, or the script first trains the peer Bahdanau model for ``--train-minutes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PEER = [
+    "model.embedding_size=256",
+    "model.encoder_size=128",
+    "model.encoder_layers=2",
+    "model.decoder_size=256",
+    "model.dropout=0.2",
+    "attention.size=256",
+    "data.vocab.size=8000",
+    "train.batch_tokens=1100",  # padded tokens of the longer side: ~1,000 target tokens per batch
+]
+VARIANTS = {
+    "none": ["attention=none"],
+    "luong": ["attention=luong", "attention.input_feeding=false"],
+    "luong_input_feed": ["attention=luong"],
+    "bahdanau": ["attention=bahdanau"],
+}
+
+
+def matmul_gflops(dtype, size: int = 2048, repeats: int = 7) -> float:
+    """Median GFLOP/s of a square matrix multiply (the machine's ceiling for this precision)."""
+    import torch
+
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def lstm_flops_hook(counter: list[float]):
+    """Forward hook adding a fused nn.LSTM call's training FLOPs (fwd + 2x bwd) to ``counter``."""
+    import torch
+
+    def hook(module, inputs, output):
+        x = inputs[0]
+        tokens = x.data.size(0) if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x.shape[0] * x.shape[1]
+        hidden, directions = module.hidden_size, 2 if module.bidirectional else 1
+        size_in = module.input_size
+        for _ in range(module.num_layers):
+            counter[0] += 3 * 2 * 4 * hidden * (size_in + hidden) * tokens * directions
+            size_in = hidden * directions
+
+    return hook
+
+
+def child(overrides: list[str], windows: int, steps: int, warmup: int) -> dict:
+    """Measure one configuration in this (fresh) process; returns the figures as a dict."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seq2seq.batching import collate, epoch_batches
+    from seq2seq.config import compose
+    from seq2seq.training import Trainer
+
+    config = compose(overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(config, Path(tmp))
+        data = trainer.train_data
+        src_lens = [len(s) for s in data.src_ids]
+        tgt_lens = [len(t) for t in data.tgt_ids]
+        batches = epoch_batches(src_lens, tgt_lens, config.train.batch_tokens, config.train.seed, 0)
+
+        def batch_at(i):
+            index = batches[i % len(batches)]
+            return collate([data.src_ids[j] for j in index], [data.tgt_ids[j] for j in index])
+
+        # FLOPs per target token, on a few real batches
+        lstm = [0.0]
+        lstms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.LSTM)]
+        hooks = [m.register_forward_hook(lstm_flops_hook(lstm)) for m in lstms]
+        counted, tokens = 0.0, 0
+        for i in range(3):
+            batch = batch_at(1000 + i)
+            with FlopCounterMode(display=False) as counter:
+                logits, _ = trainer.model(batch.src, batch.src_lens, batch.tgt_in)
+                torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten()).backward()
+            counted += counter.get_total_flops()
+            tokens += batch.n_tokens
+        for h in hooks:
+            h.remove()
+        trainer.model.zero_grad(set_to_none=True)
+        flops_per_token = (counted + lstm[0]) / tokens
+
+        rates, step = [], 0
+        for window in range(warmup + windows):
+            n_tokens, start = 0, time.perf_counter()
+            for _ in range(steps if window >= warmup else max(steps // 2, 3)):
+                batch = batch_at(step)
+                trainer.train_step(batch, 1.0 / batch.n_tokens)
+                n_tokens += batch.n_tokens
+                step += 1
+            if window >= warmup:
+                rates.append(n_tokens / (time.perf_counter() - start))
+        trainer.tracker.close()
+    precision = config.train.precision
+    rate = statistics.median(rates)
+    ceiling = matmul_gflops(torch.bfloat16 if precision == "bf16" else torch.float32)
+    return {
+        "tgt_tok_per_s": rate,
+        "windows": rates,
+        "flops_per_tgt_token": flops_per_token,
+        "mfu": rate * flops_per_token / (ceiling * 1e9),
+        "matmul_gflops": ceiling,
+        "mean_tgt_tokens_per_batch": sum(tgt_lens[i] + 1 for b in batches for i in b) / len(batches),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def measure(overrides: list[str], args) -> dict:
+    command = [sys.executable, __file__, "--child", json.dumps(overrides)]
+    command += ["--windows", str(args.windows), "--steps", str(args.steps)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if result.returncode != 0:
+        sys.exit(f"error: measuring {' '.join(overrides)} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def decode_figures(ckpt: Path) -> dict:
+    import torch
+
+    from seq2seq.data import load_split
+    from seq2seq.search import decode_corpus
+    from seq2seq.translate import Translator
+
+    translator = Translator.from_checkpoint(ckpt)
+    config = translator.config
+    split = "test_2016_flickr" if "multi30k" in config.data.name else config.data.test[0]
+    src_ids = translator.vocab.encode_src(list(load_split(config.data, split)["src"]))
+    figures = {"checkpoint": str(ckpt), "split": split, "n_sentences": len(src_ids)}
+    for name, beam, batch_size in (("greedy", 1, 128), ("beam5", 5, 64)):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            hyps = decode_corpus(translator.model, src_ids, torch.device("cpu"), batch_size, beam=beam)
+            times.append(time.perf_counter() - start)
+        figures[f"{name}_sent_per_s"] = len(src_ids) / statistics.median(times)
+        if beam == 1:
+            figures["mean_output_len"] = sum(len(h.tokens) + 1 for h in hyps) / len(hyps)
+    return figures
+
+
+def train_checkpoint(minutes: float) -> Path:
+    """Train the peer Bahdanau model for a few minutes (reused by later runs of bench)."""
+    out = REPO / "outputs" / "bench-model"
+    if (out / "best.pt").exists():
+        print(f"decode checkpoint: reusing {out / 'best.pt'} (delete it to retrain)", flush=True)
+        return out / "best.pt"
+    print(f"decode checkpoint: training the peer Bahdanau model for {minutes:g} minutes ...", flush=True)
+    command = [sys.executable, "train.py", *PEER, *VARIANTS["bahdanau"], f"train.max_time={minutes * 60:g}"]
+    subprocess.run([*command, f"hydra.run.dir={out}"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    return out / "best.pt"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", type=Path, help="a trained checkpoint for the decoding figures")
+    parser.add_argument("--train-minutes", type=float, default=3.0, help="without --ckpt: train this long first")
+    parser.add_argument("--windows", type=int, default=5, help="timed windows per configuration")
+    parser.add_argument("--steps", type=int, default=12, help="training steps per window")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench.json")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child), args.windows, args.steps, warmup=1)))
+        return 0
+    if not os.environ.get("SEQ2SEQ_DATA_DIR"):
+        print("note: SEQ2SEQ_DATA_DIR is not set, so the corpus comes from the Hugging Face hub", flush=True)
+    if args.ckpt is not None and not args.ckpt.is_file():
+        parser.error(f"--ckpt {args.ckpt} does not exist")
+    import torch
+
+    started = time.monotonic()
+    report = {
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "matmul_gflops": {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)},
+        "train": {},
+    }
+    print(f"matmul GFLOP/s: fp32 {report['matmul_gflops']['fp32']:.0f}, bf16 {report['matmul_gflops']['bf16']:.0f}")
+    print(f"{'variant':<18} {'fp32 tok/s':>10} {'bf16 tok/s':>10} {'MFU fp32':>8} {'MFU bf16':>8} {'RSS MB':>7}")
+    for name, overrides in [*VARIANTS.items(), ("default_bahdanau", None)]:
+        base = [*PEER, *overrides] if overrides else ["attention=bahdanau"]
+        fp32 = measure(base, args)
+        bf16 = measure([*base, "train.precision=bf16"], args)
+        row = {
+            "tgt_tok_per_s": fp32["tgt_tok_per_s"],
+            "tgt_tok_per_s_bf16": bf16["tgt_tok_per_s"],
+            "mfu": fp32["mfu"],
+            "mfu_bf16": bf16["mfu"],
+            "peak_rss_mb": fp32["peak_rss_mb"],
+            "peak_rss_mb_bf16": bf16["peak_rss_mb"],
+            "flops_per_tgt_token": fp32["flops_per_tgt_token"],
+            "mean_tgt_tokens_per_batch": fp32["mean_tgt_tokens_per_batch"],
+            "windows": {"fp32": fp32["windows"], "bf16": bf16["windows"]},
+        }
+        (report["train"] if overrides else report.setdefault("default_model", {}))[name] = row
+        print(
+            f"{name:<18} {row['tgt_tok_per_s']:>10,.0f} {row['tgt_tok_per_s_bf16']:>10,.0f} "
+            f"{row['mfu']:>8.1%} {row['mfu_bf16']:>8.1%} {row['peak_rss_mb']:>7,.0f}",
+            flush=True,
+        )
+    ckpt = args.ckpt or train_checkpoint(args.train_minutes)
+    report["decode"] = decode_figures(ckpt)
+    d = report["decode"]
+    print(
+        f"decode {d['split']} ({d['n_sentences']} sentences): greedy {d['greedy_sent_per_s']:,.0f} sent/s, "
+        f"beam 5 {d['beam5_sent_per_s']:,.0f} sent/s, mean output {d['mean_output_len']:.1f} tokens"
+    )
+    report["seconds"] = time.monotonic() - started
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out} in {report['seconds']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
