@@ -3,9 +3,12 @@ PYTHON ?= python
 RUN ?=
 BEAM ?= 1
 CKPT ?=
+DATA ?= wmt_newstest
+BUDGET ?= 10m
+SEEDS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format demo train eval bench tensorboard clean
+.PHONY: help install test lint format demo train eval bench length-study tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +36,9 @@ train:  ## train the default model (Bahdanau attention on Multi30k de-en)
 
 eval:  ## score a run's best.pt on its test splits (RUN=outputs/... or the newest run; BEAM=5 for beam search)
 	$(PYTHON) -m seq2seq.evaluate $(if $(RUN),--run $(RUN)) --beam $(BEAM)
+
+length-study:  ## none/luong/bahdanau, same budget, BLEU by source length (DATA=, BUDGET=10m, SEEDS=1)
+	$(PYTHON) scripts/length_study.py --data $(DATA) --budget $(BUDGET) --seeds $(SEEDS)
 
 bench:  ## training/decoding speed, memory and MFU -> outputs/bench.json (CKPT=best.pt for decoding)
 	$(PYTHON) scripts/bench.py $(if $(CKPT),--ckpt $(CKPT))

@@ -79,6 +79,26 @@ def bleu_interval(hyps: Sequence[str], refs: Sequence[str], n: int, rng: np.rand
     return [float(low), float(high)]
 
 
+def gap_interval(
+    hyps: Sequence[str], base: Sequence[str], refs: Sequence[str], n: int, rng: np.random.Generator
+) -> list[float]:
+    """95% paired-bootstrap interval of BLEU(hyps) - BLEU(base) on the same sentences.
+
+    Each resample draws one set of sentences and scores both systems on it, so the interval is
+    about the difference itself (much tighter than two separate intervals would suggest).
+    """
+    bleu = BLEU()
+    a = np.array(bleu._extract_corpus_statistics(list(hyps), [list(refs)]), dtype=np.float64)
+    b = np.array(bleu._extract_corpus_statistics(list(base), [list(refs)]), dtype=np.float64)
+    counts = rng.multinomial(len(refs), np.full(len(refs), 1.0 / len(refs)), size=n)
+    gaps = [
+        bleu._compute_score_from_stats(list(x)).score - bleu._compute_score_from_stats(list(y)).score
+        for x, y in zip(counts @ a, counts @ b)
+    ]
+    low, high = np.percentile(gaps, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
 def length_buckets(
     src_texts: Sequence[str],
     hyps: Sequence[str],

@@ -38,6 +38,22 @@ def length_figure(series: dict[str, list[dict]], title: str = "BLEU by source le
     buckets (``bleu`` None) are left out of that split's line. Cf. Bahdanau et al. (2015), Fig. 2.
     """
     fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    _draw_length(ax, series, title)
+    fig.tight_layout()
+    return fig
+
+
+def length_study_figure(panels: dict[str, dict[str, list[dict]]], title: str) -> Figure:
+    """One panel per test set, one line per model: ``panels[test set][model] = buckets``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.9), sharey=True, squeeze=False)
+    for ax, (name, series) in zip(axes[0], panels.items()):
+        _draw_length(ax, series, name)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_length(ax, series: dict[str, list[dict]], title: str) -> None:
     labels = [b["range"] for b in next(iter(series.values()))] if series else []
     for name, buckets in series.items():
         points = [(x, b) for x, b in enumerate(buckets) if b["bleu"] is not None]
@@ -53,5 +69,3 @@ def length_figure(series: dict[str, list[dict]], title: str = "BLEU by source le
     ax.grid(alpha=0.3)
     if series:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
