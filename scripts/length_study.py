@@ -97,6 +97,12 @@ def analyse(runs: dict[str, list[Path]], bootstrap: int) -> dict:
             hypotheses.setdefault(variant, []).append(hyps)
             overall.setdefault(variant, []).append({s: r["bleu"] for s, r in report["splits"].items()})
 
+    from sacrebleu.metrics import BLEU
+
+    refs_all = [line for s in splits for line in splits[s][1]]
+    for variant, per_run in overall.items():
+        for scores, hyps in zip(per_run, hypotheses[variant]):
+            scores[TOGETHER] = BLEU().corpus_score([h for s in splits for h in hyps[s]], [refs_all]).score
     result: dict = {"data": f"{data.name}:{data.src}-{data.tgt}", "sets": {}, "runs": {}}
     for variant, dirs in runs.items():
         result["runs"][variant] = [

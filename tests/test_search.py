@@ -181,3 +181,22 @@ def test_beam_arguments_are_checked():
         decode_corpus_nbest(model, [[5, 6]], torch.device("cpu"), beam=1, nbest=2)
     with pytest.raises(ValueError, match="length_penalty"):
         beam_search(model, src, src_lens, torch.full((4,), 5), beam=2, length_penalty=-1.0)
+
+
+def test_beam_finds_more_probable_outputs_than_greedy_on_a_trained_model(trained_run, corpus_root, one_thread):
+    from seq2seq.config import DataConfig
+    from seq2seq.data import load_split
+    from seq2seq.translate import Translator
+
+    translator = Translator.from_checkpoint(trained_run / "best.pt")
+    sources = list(load_split(DataConfig(root=str(corpus_root)), "test_2016_flickr")["src"])
+    src_ids = translator.vocab.encode_src(sources)
+    device = torch.device("cpu")
+    greedy = decode_corpus(translator.model, src_ids, device, 16)
+    beam = decode_corpus(translator.model, src_ids, device, 16, beam=5, length_penalty=0.0)
+    assert mean_logprob(beam) > mean_logprob(greedy)
+    assert sum(b.logprob >= g.logprob - 1e-5 for b, g in zip(beam, greedy)) >= 0.9 * len(sources)
+
+
+def mean_logprob(hyps) -> float:
+    return sum(h.logprob for h in hyps) / len(hyps)
