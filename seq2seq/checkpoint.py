@@ -8,7 +8,6 @@ the target, so a crash mid-write leaves the previous checkpoint intact. It is lo
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import zipfile
@@ -28,14 +27,10 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
     """Atomically write ``payload`` to ``path`` (temp file in the same folder, fsync, rename)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    buffer = io.BytesIO()
-    torch.save({"format_version": FORMAT_VERSION, **payload}, buffer)
-    data = buffer.getbuffer()
     try:
         with open(tmp, "wb") as handle:
-            handle.write(data[: len(data) // 2])
-            crash_point("checkpoint")  # tests: a crash here must leave the previous checkpoint intact
-            handle.write(data[len(data) // 2 :])
+            torch.save({"format_version": FORMAT_VERSION, **payload}, handle)
+            crash_point("checkpoint")  # tests: a crash before the rename must leave the previous checkpoint intact
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -2,8 +2,8 @@
 
 The trainer calls :func:`crash_point` at the places where a crash is most damaging: in the
 middle of an optimiser step (``step``: after the backward pass, before the update), in the
-middle of writing a checkpoint (``checkpoint``: part of the temporary file written, nothing
-renamed) and in the middle of validation (``validation``: after the loss pass, before
+middle of writing a checkpoint (``checkpoint``: the temporary file written but not flushed,
+synced or renamed) and in the middle of validation (``validation``: after the loss pass, before
 decoding). With the variable set, the n-th time the process reaches that point it sends itself
 SIGKILL, which cannot be caught: no handler runs, no file is closed, exactly like ``kill -9``
 or a machine losing power. Unset (always, outside tests), a call is one dictionary lookup.

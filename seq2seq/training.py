@@ -233,6 +233,7 @@ class Trainer:
                     )
                     result = self.train_step(batch, weight * self.dist.world / n_tokens)
                     loss_sum, nll_sum, grad_norm = result or (0.0, 0.0, 0.0)
+                    loss_sum, nll_sum = weight * loss_sum, weight * nll_sum
                     progress.step += 1
                     progress.batch += 1
                     progress.train_seconds = train_seconds_before + time.monotonic() - start
@@ -332,8 +333,7 @@ class Trainer:
         self.optimizer.step()
         if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
             self.scheduler.step()
-        weight = 1.0 if scale > 0 else 0.0  # the stand-in pair of a rank with no share counts for nothing
-        return weight * loss_sum.item(), weight * nll_sum.item(), grad_norm.item()
+        return loss_sum.item(), nll_sum.item(), grad_norm.item()
 
     def _nonfinite(self, loss: float) -> None:
         """A NaN/inf loss or gradient (the same on every rank): stop, or skip the batch when configured."""

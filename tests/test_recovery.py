@@ -36,8 +36,8 @@ def reference(corpus_root, tmp_path_factory):
     ("crash_at", "resume_from", "partial"),
     [
         ("step:15", 10, None),  # between the backward pass and the update of step 15
-        ("checkpoint:2", 10, ".last.pt.tmp"),  # half of last.pt at step 20 written
-        ("checkpoint:3", 20, ".best.pt.tmp"),  # last.pt at step 20 landed, best.pt half written
+        ("checkpoint:2", 10, ".last.pt.tmp"),  # last.pt at step 20 written to its temporary file, not renamed
+        ("checkpoint:3", 20, ".best.pt.tmp"),  # last.pt at step 20 landed, best.pt not yet renamed
         ("validation:1", 10, None),  # validation at step 20, before decoding
     ],
     ids=["mid-step", "mid-last-write", "mid-best-write", "mid-validation"],
