@@ -221,7 +221,7 @@ def main() -> int:
     print(f"{'variant':<18} {'fp32 tok/s':>10} {'bf16 tok/s':>10} {'MFU fp32':>8} {'MFU bf16':>8} {'RSS MB':>7}")
     for name, overrides in [*VARIANTS.items(), ("default_bahdanau", None)]:
         base = [*PEER, *overrides] if overrides else ["attention=bahdanau"]
-        fp32 = measure(base, args)
+        fp32 = measure([*base, "train.precision=fp32"], args)
         bf16 = measure([*base, "train.precision=bf16"], args)
         row = {
             "tgt_tok_per_s": fp32["tgt_tok_per_s"],

@@ -18,6 +18,7 @@ Gold files use the talp format: one line per sentence pair, 1-based ``i-j`` (sur
 from __future__ import annotations
 
 import gzip
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,22 @@ def argmax_links(word_attention: Tensor) -> set[Link]:
     """Each target word ``j`` linked to its highest-weight source word ``i``: 1-based ``(i, j)``."""
     best = word_attention.argmax(dim=1).tolist()  # (T_words,)
     return {(i + 1, j + 1) for j, i in enumerate(best)}
+
+
+def diagonal_links(n_src: int, n_tgt: int) -> set[Link]:
+    """The attention-free baseline: target word ``j`` linked to the source word at the same relative position."""
+    return {(min(n_src, math.floor((j - 0.5) * n_src / n_tgt) + 1), j) for j in range(1, n_tgt + 1)}
+
+
+def diagonal_error_rate(
+    src_words_lines: Sequence[Sequence[str]], tgt_words_lines: Sequence[Sequence[str]], gold_lines: Sequence[str]
+) -> dict[str, float]:
+    """AER, precision and recall of :func:`diagonal_links`: what attention must beat to count as alignment."""
+    counts = AlignmentCounts()
+    for s, t, gold in zip(src_words_lines, tgt_words_lines, gold_lines):
+        if s and t:
+            counts += count_links(diagonal_links(len(s), len(t)), *parse_talp(gold))
+    return counts.scores()
 
 
 @torch.inference_mode()

@@ -116,7 +116,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where the device has it natively)
     batch_tokens: int = 2000  # padded tokens per batch, the larger of source and target
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -129,6 +129,7 @@ class TrainConfig:
     lr_patience: int = 2  # ... after this many validations without BLEU improvement
     min_lr: float = 1e-5
     warmup_steps: int = 1000  # warmup: linear warmup, then inverse square root decay
+    decay_start: float = 0.0  # budget: hold the LR for this fraction of the budget, then decay linearly
     max_steps: int | None = None  # optimiser updates in total, counted across resumes
     max_epochs: int = 50
     max_time: str | None = None  # training wall time in total, across resumes: "20m", "90s", "1.5h" or seconds
@@ -153,7 +154,7 @@ class TrainConfig:
             "auto, cpu, cuda or cuda:N",
         )
         _require(self.threads is None or self.threads >= 1, "train.threads", self.threads, "at least 1")
-        _require(self.precision in ("fp32", "bf16"), "train.precision", self.precision, "fp32 or bf16")
+        _require(self.precision in ("fp32", "bf16", "auto"), "train.precision", self.precision, "fp32, bf16 or auto")
         _require(self.batch_tokens >= 1, "train.batch_tokens", self.batch_tokens, "at least 1")
         _require(self.lr > 0, "train.lr", self.lr, "positive")
         _require(
@@ -172,6 +173,7 @@ class TrainConfig:
             "auto, budget, plateau, warmup or constant",
         )
         _require(0 < self.lr_factor < 1, "train.lr_factor", self.lr_factor, "in (0, 1)")
+        _require(0.0 <= self.decay_start < 1.0, "train.decay_start", self.decay_start, "in [0, 1)")
         _require(self.max_steps is None or self.max_steps >= 1, "train.max_steps", self.max_steps, "at least 1")
         _require(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "at least 1")
         parse_duration(self.max_time)

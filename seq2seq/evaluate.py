@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from sacrebleu.metrics import BLEU
 
-from seq2seq.alignment import alignment_error_rate, read_gold
+from seq2seq.alignment import alignment_error_rate, diagonal_error_rate, read_gold
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import DataConfig
 from seq2seq.data import corpus_root, load_split
@@ -215,7 +215,8 @@ def alignment_entry(translator: Translator, data: DataConfig) -> dict[str, Any] 
     if folder is None or not folder.is_dir() or not translator.model.has_attention:
         return None
     src, tgt, gold = read_gold(folder, data.src, data.tgt)
-    return alignment_error_rate(translator.model, translator.vocab, src, tgt, gold)
+    result = alignment_error_rate(translator.model, translator.vocab, src, tgt, gold)
+    return {**result, "diagonal": diagonal_error_rate(src, tgt, gold)}
 
 
 def evaluate_run(
@@ -321,6 +322,14 @@ def markdown(report: dict[str, Any]) -> str:
             "|---:|---:|---:|---:|",
             f"| {a['aer']:.3f} | {a['precision']:.3f} | {a['recall']:.3f} | {a['n_sentences']} |",
         ]
+        if "diagonal" in a:
+            d = a["diagonal"]
+            lines += [
+                f"| {d['aer']:.3f} | {d['precision']:.3f} | {d['recall']:.3f} | diagonal baseline (no model) |",
+                "",
+                "The diagonal baseline links each target word to the source word at the same relative position;",
+                "attention that does not beat it is not acting as a word aligner on this (out-of-domain) set.",
+            ]
     return "\n".join(lines) + "\n"
 
 

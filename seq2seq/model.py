@@ -153,7 +153,7 @@ class Decoder(nn.Module):
         """
         gates = pre + F.linear(state.h[0], self.rnn.weight_hh_l0)  # (B, 4H), PyTorch's gate order i, f, g, o
         if extra is not None:
-            gates = gates + F.linear(extra, self.rnn.weight_ih_l0[:, pre.size(-1) // 4 * 0 + self.embedding_size :])
+            gates = gates + F.linear(extra, self.rnn.weight_ih_l0[:, self.embedding_size :])
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.sigmoid(f) * state.c[0] + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)

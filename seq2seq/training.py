@@ -103,6 +103,41 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX).
+
+    Elsewhere bf16 autocast is emulated and slower than float32, so ``precision=auto`` keeps fp32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no cheap way to tell, so assume no
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``train.precision`` -> ``fp32`` or ``bf16``: ``auto`` picks bf16 where the device has it natively."""
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return name
+
+
+def budget_lr(lr: float, min_lr: float, done: float, decay_start: float = 0.0) -> float:
+    """The LR of ``train.scheduler=budget`` after a fraction ``done`` of the budget.
+
+    Held at ``lr`` until ``decay_start``, then decayed linearly to ``min_lr`` at ``done = 1``.
+    Under a fixed budget a decaying rate beats a constant or step-wise one (Li et al. 2020,
+    "Budgeted training"): the run ends annealed instead of mid-descent. Holding the rate first
+    (warmup-stable-decay) keeps the fast early progress and still anneals at the end.
+    """
+    decay = (min(done, 1.0) - decay_start) / (1.0 - decay_start)
+    return max(min_lr, lr * (1.0 - max(decay, 0.0)))
+
+
 class Trainer:
     def __init__(
         self,
@@ -119,6 +154,7 @@ class Trainer:
         if tc.threads is not None:
             torch.set_num_threads(tc.threads)
         self.device = pick_device(dist.device(tc.device))
+        self.precision = resolve_precision(tc.precision, self.device)
         if not dist.is_main:
             dist.barrier()  # rank 0 trains SentencePiece and fills the caches first; the others read them
         self.vocab, self.train_data, self.valid_data = prepare_data(
@@ -146,10 +182,11 @@ class Trainer:
                 self._repair_best()
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
-            "model: attention=%s, %.2fM parameters, device %s, %d threads%s",
+            "model: attention=%s, %.2fM parameters, device %s, %s, %d threads%s",
             config.attention.type,
             n_params / 1e6,
             self.device,
+            self.precision if tc.precision != "auto" else f"{self.precision} (precision=auto)",
             torch.get_num_threads(),
             f", {dist.world} processes" if dist.enabled else "",
         )
@@ -177,21 +214,17 @@ class Trainer:
         return None
 
     def _budget_lr(self) -> float:
-        """Linear decay to ``min_lr`` over the run's budget, whichever of steps and time runs out first.
-
-        Under a fixed budget a linearly decaying rate beats a constant or step-wise one
-        (Li et al. 2020, "Budgeted training"): the run ends annealed instead of mid-descent.
-        """
+        """:func:`budget_lr` at the run's progress through ``max_steps`` or ``max_time``, whichever is further."""
         tc, progress = self.config.train, self.progress
         done = 0.0
         if tc.max_steps is not None:
             done = progress.step / tc.max_steps
         if tc.max_time is not None:
             done = max(done, progress.train_seconds / self.time_budget)
-        return max(tc.min_lr, tc.lr * (1.0 - min(done, 1.0)))
+        return budget_lr(tc.lr, tc.min_lr, done, tc.decay_start)
 
     def _autocast(self):
-        if self.config.train.precision == "bf16":
+        if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 

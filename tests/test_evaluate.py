@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from conftest import CORPORA
-from seq2seq.alignment import alignment_error_rate, count_links, encode_words, merge_attention, parse_talp
+from seq2seq.alignment import (
+    alignment_error_rate,
+    count_links,
+    diagonal_links,
+    encode_words,
+    merge_attention,
+    parse_talp,
+)
 from seq2seq.evaluate import evaluate_run, find_latest_run, length_buckets, main
 
 SPLITS = ("test_2016_flickr", "test_2017_flickr")
@@ -201,7 +208,16 @@ def test_alignment_entry_when_gold_alignments_exist(run_copy, trained_run, tmp_p
     alignment = report["alignment"]
     assert alignment["n_sentences"] == 12 and 0.0 <= alignment["aer"] <= 1.0
     assert 0.0 <= alignment["precision"] <= 1.0 and 0.0 <= alignment["recall"] <= 1.0
-    assert "AER" in (run_copy / "eval" / "greedy" / "report.md").read_text()
+    assert 0.0 <= alignment["diagonal"]["aer"] <= 1.0
+    report_md = (run_copy / "eval" / "greedy" / "report.md").read_text()
+    assert "AER" in report_md and "diagonal baseline" in report_md
+
+
+def test_diagonal_baseline_links_each_target_word_to_the_same_relative_source_position():
+    assert diagonal_links(3, 3) == {(1, 1), (2, 2), (3, 3)}
+    assert diagonal_links(2, 4) == {(1, 1), (1, 2), (2, 3), (2, 4)}
+    assert diagonal_links(4, 2) == {(2, 1), (4, 2)}
+    assert diagonal_links(1, 3) == {(1, 1), (1, 2), (1, 3)}
 
 
 # -- the command -----------------------------------------------------------------------------

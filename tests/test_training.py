@@ -6,7 +6,7 @@ import torch
 from conftest import ATTENTIONS, TINY, compose, events
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.errors import RunDirError
-from seq2seq.training import train
+from seq2seq.training import budget_lr, resolve_precision, train
 
 SCALARS = {
     "train/loss",
@@ -63,6 +63,7 @@ def test_resume_continues_and_matches_an_uninterrupted_run(corpus_root, tmp_path
         "train.valid_every=1000",
         "train.checkpoint_every=1000",
         "model.dropout=0.2",
+        "train.scheduler=plateau",  # budget would follow max_steps, which this test changes on resume
     ]
     train(compose([*base, "train.max_steps=24"]), tmp_path / "straight")
     train(compose([*base, "train.max_steps=11"]), tmp_path / "split")
@@ -78,3 +79,42 @@ def test_resume_refuses_a_model_change(trained_run):
     config = compose([*TINY, "attention=bahdanau", "model.decoder_size=48", "train.resume=true"])
     with pytest.raises(RunDirError, match=r"model\.decoder_size: 64 in the checkpoint, 48 now"):
         train(config, trained_run, overrides=["model.decoder_size=48", "train.resume=true"])
+
+
+def test_budget_schedule_holds_the_rate_then_decays_linearly_to_min_lr():
+    assert budget_lr(1e-3, 1e-5, 0.0) == 1e-3
+    assert budget_lr(1e-3, 1e-5, 0.5) == pytest.approx(5e-4)  # decay_start 0: linear over the whole budget
+    assert budget_lr(1e-3, 1e-5, 0.6, decay_start=0.6) == 1e-3
+    assert budget_lr(1e-3, 1e-5, 0.8, decay_start=0.6) == pytest.approx(5e-4)
+    assert budget_lr(1e-3, 1e-5, 1.0, decay_start=0.6) == 1e-5
+    assert budget_lr(1e-3, 1e-5, 1.7, decay_start=0.6) == 1e-5  # past the budget: min_lr, never negative
+
+
+@pytest.mark.slow
+def test_budget_schedule_drives_the_logged_rate(corpus_root, tmp_path):
+    config = compose(
+        [*TINY, f"data.root={corpus_root}", "train.max_steps=40", "train.scheduler=budget", "train.decay_start=0.5"]
+    )
+    train(config, tmp_path)
+    lrs = {e.step: e.value for e in events(tmp_path).Scalars("train/lr")}
+    assert lrs[5] == pytest.approx(0.003) and lrs[20] == pytest.approx(0.003)  # held for the first half
+    assert lrs[30] == pytest.approx(0.003 * (1 - 9 / 20))  # the update of step 30 saw 29 done of 40
+    assert lrs[40] == pytest.approx(0.003 * (1 - 19 / 20))
+
+
+def test_auto_precision_is_bf16_only_where_the_device_has_it():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    flags = open("/proc/cpuinfo").read().split()
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+
+
+@pytest.mark.slow
+def test_bf16_autocast_run_learns(corpus_root, tmp_path):
+    config = compose([*TINY, f"data.root={corpus_root}", "train.max_steps=40", "train.precision=bf16"])
+    result = train(config, tmp_path)
+    losses = [e.value for e in events(tmp_path).Scalars("train/loss")]
+    assert losses[-1] < losses[0] - 0.5 and result["valid/bleu"] >= 0.0
+    weights = load_checkpoint(tmp_path / "last.pt")["model"]
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())  # fp32 master weights
