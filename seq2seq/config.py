@@ -116,7 +116,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
-    precision: str = "fp32"  # fp32 | bf16 (autocast) | auto (bf16 where the device has it natively)
+    precision: str = "auto"  # auto (bf16 where the device has it natively) | fp32 | bf16 (autocast)
     batch_tokens: int = 2000  # padded tokens per batch, the larger of source and target
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])

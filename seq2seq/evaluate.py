@@ -328,7 +328,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {d['aer']:.3f} | {d['precision']:.3f} | {d['recall']:.3f} | diagonal baseline (no model) |",
                 "",
                 "The diagonal baseline links each target word to the source word at the same relative position;",
-                "attention that does not beat it is not acting as a word aligner on this (out-of-domain) set.",
+                "attention that does not beat it is not acting as a word aligner on this set.",
             ]
     return "\n".join(lines) + "\n"
 
