@@ -11,6 +11,7 @@ validation BLEU that drives early stopping and the LR schedule) are shared by co
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -91,6 +92,16 @@ class Distributed:
         dist.all_gather_object(out, value)
         return out
 
-    def close(self) -> None:
+    def close(self, wait: bool) -> None:
+        """Leave the process group; with ``wait``, only once every rank has finished.
+
+        A DDP wrapper left for the interpreter's exit keeps the gloo group, and its worker threads,
+        alive into finalisation, where tearing them down can abort the process (SIGABRT,
+        "terminate called without an active exception") after a run that saved everything. So
+        collect such garbage first, and let no rank tear down while another still communicates.
+        """
         if self.enabled and dist.is_initialized():
+            gc.collect()
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()

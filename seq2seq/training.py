@@ -330,6 +330,7 @@ class Trainer:
             final["skipped_batches"] = float(progress.skipped)
         self.tracker.hparams(self._hparams(), final)
         self.tracker.close()
+        self.forward = self.model  # release the DDP wrapper (and its hold on the process group)
         if self.dist.is_main:
             (self.out_dir / "metrics.json").write_text(
                 json.dumps({**final, "stop": stop, "step": progress.step}, indent=2)
@@ -676,25 +677,32 @@ def train(config: Config, out_dir: str | Path, overrides: list[str] | None = Non
     """
     dist = Distributed.from_env(config.train.device)
     try:
-        out_dir = Path(dist.broadcast(str(out_dir)))  # Hydra's ${now:} may differ by a second between ranks
-        config, resume = _open_run_dir(out_dir, config, overrides)
-        dist.barrier()  # every rank has checked the directory before rank 0 writes into it
-        if not dist.is_main:
-            return _run_quietly(config, out_dir, resume, dist)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for path in remove_partial_writes(out_dir):
-            log.info("removed %s, left by an interrupted checkpoint write", path.name)
-        handler = logging.FileHandler(out_dir / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
-        try:
-            (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-            return Trainer(config, out_dir, resume, dist).run()
-        finally:
-            log.removeHandler(handler)
-            handler.close()
+        result = _train_in(config, out_dir, overrides, dist)
+    except BaseException:
+        dist.close(wait=False)  # a peer may be stuck in a collective; torchrun stops it
+        raise
+    dist.close(wait=True)
+    return result
+
+
+def _train_in(config: Config, out_dir: str | Path, overrides: list[str] | None, dist: Distributed) -> dict[str, Any]:
+    out_dir = Path(dist.broadcast(str(out_dir)))  # Hydra's ${now:} may differ by a second between ranks
+    config, resume = _open_run_dir(out_dir, config, overrides)
+    dist.barrier()  # every rank has checked the directory before rank 0 writes into it
+    if not dist.is_main:
+        return _run_quietly(config, out_dir, resume, dist)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in remove_partial_writes(out_dir):
+        log.info("removed %s, left by an interrupted checkpoint write", path.name)
+    handler = logging.FileHandler(out_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    try:
+        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        return Trainer(config, out_dir, resume, dist).run()
     finally:
-        dist.close()
+        log.removeHandler(handler)
+        handler.close()
 
 
 def _run_quietly(config: Config, out_dir: Path, resume: dict | None, dist: Distributed) -> dict[str, Any]:
