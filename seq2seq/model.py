@@ -40,17 +40,38 @@ class Memory:
     states: Tensor  # (B, S, K): keys and values of attention
     mask: Tensor  # (B, S), True at real source positions
     summary: Tensor  # (B, K): [h_fwd_last; h_bwd_first] of the top encoder layer
-    keys_proj: Tensor | None = None  # attention.prepare(states), computed once per batch
+    # Computed once per batch by Decoder.prepare, so that no decoder step repeats them:
+    keys_proj: Tensor | None = None  # attention.prepare(states)
+    extra_gates: Tensor | None = None  # (B, 4H): a constant extra LSTM input's share of the gates (none)
+    extra_weight: Tensor | None = None  # the first LSTM layer's weight for the per-step extra input
 
     def select(self, index: Tensor) -> Memory:
         """Rows ``index`` of the batch (beam search expands and reorders with this)."""
-        proj = None if self.keys_proj is None else self.keys_proj.index_select(0, index)
+
+        def rows(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.index_select(0, index)
+
         return Memory(
             self.states.index_select(0, index),
             self.mask.index_select(0, index),
             self.summary.index_select(0, index),
-            proj,
+            rows(self.keys_proj),
+            rows(self.extra_gates),
+            self.extra_weight,  # a weight, the same for every row
         )
+
+
+def matmul_ready(t: Tensor) -> Tensor:
+    """``t`` in the dtype autocast gives matmul inputs (itself outside autocast).
+
+    Autocast casts a float32 operand at every call and caches only the casts of leaf weights, so a
+    tensor that every decoder step multiplies (the encoder states, a slice of a weight) is cast
+    once per batch here instead of once per step.
+    """
+    device = t.device.type
+    if torch.is_autocast_enabled(device):
+        return t.to(torch.get_autocast_dtype(device))
+    return t
 
 
 @dataclass
@@ -125,10 +146,15 @@ class Decoder(nn.Module):
         raise NotImplementedError
 
     def prepare(self, memory: Memory) -> Memory:
-        """Per-batch attention precompute (key projections), before any decoder step."""
+        """Per-batch precompute before any decoder step: key projections and what the steps reuse."""
         if self.attention is not None:
+            memory.states = matmul_ready(memory.states)
             memory.keys_proj = self.attention.prepare(memory.states)
         return memory
+
+    def extra_input_weight(self) -> Tensor:
+        """The first LSTM layer's input weight for what follows the embedding, ``(4H, I - E)``."""
+        return self.rnn.weight_ih_l0[:, self.embedding_size :]
 
     def init_state(self, memory: Memory) -> State:
         init = torch.tanh(self.bridge(memory.summary))  # (B, 2 * L * H)
@@ -144,16 +170,15 @@ class Decoder(nn.Module):
         weight = self.rnn.weight_ih_l0[:, : emb.size(-1)]
         return F.linear(emb, weight, self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0)
 
-    def rnn_step(self, pre: Tensor, extra: Tensor | None, state: State) -> tuple[Tensor, Tensor]:
+    def rnn_step(self, gates_in: Tensor, state: State) -> tuple[Tensor, Tensor]:
         """One step of the stacked LSTM with ``self.rnn``'s weights -> new ``(h, c)``, each ``(L, B, H)``.
 
-        ``pre (B, 4H)`` is :meth:`input_gates` of the step's embedding; ``extra (B, I - E)`` is the
-        rest of the first layer's input (context, summary or h~_{t-1}). Matches ``self.rnn`` over a
-        length-1 sequence, including dropout between layers.
+        ``gates_in (B, 4H)`` is the first layer's whole input times its input weight, biases
+        included: :meth:`input_gates` of the step's embedding plus the share of the rest of the
+        input (context, summary or h~_{t-1}). Matches ``self.rnn`` over a length-1 sequence,
+        including dropout between layers.
         """
-        gates = pre + F.linear(state.h[0], self.rnn.weight_hh_l0)  # (B, 4H), PyTorch's gate order i, f, g, o
-        if extra is not None:
-            gates = gates + F.linear(extra, self.rnn.weight_ih_l0[:, self.embedding_size :])
+        gates = gates_in + F.linear(state.h[0], self.rnn.weight_hh_l0)  # (B, 4H), gate order i, f, g, o
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.sigmoid(f) * state.c[0] + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
@@ -203,8 +228,9 @@ class Decoder(nn.Module):
         if teacher_forcing >= 1.0:  # every input is known: embed and project them all at once
             emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
             pre = self.input_gates(emb)  # (B, T, 4H)
-            for t in range(tgt_in.size(1)):
-                out, state, w = self.step_embedded(emb[:, t], pre[:, t], state, memory)
+            # unbind, not [:, t]: each indexing op's backward would write a full (B, T, .) gradient
+            for emb_t, pre_t in zip(emb.unbind(1), pre.unbind(1)):
+                out, state, w = self.step_embedded(emb_t, pre_t, state, memory)
                 outs.append(out)
                 weights.append(w)
         else:
@@ -242,8 +268,13 @@ class PlainDecoder(Decoder):
     def readout(self, out: Tensor) -> Tensor:
         return self.dropout(torch.tanh(self.readout_layer(out)))
 
+    def prepare(self, memory: Memory) -> Memory:
+        memory = super().prepare(memory)
+        memory.extra_gates = F.linear(memory.summary, self.extra_input_weight())  # the same at every step
+        return memory
+
     def step_embedded(self, emb, pre, state, memory):
-        h, c = self.rnn_step(pre, memory.summary, state)
+        h, c = self.rnn_step(pre + memory.extra_gates, state)
         return torch.cat([h[-1], memory.summary, emb], -1), State(h, c), None
 
     def forward_parallel(self, tgt_in, memory):
@@ -272,9 +303,14 @@ class BahdanauDecoder(Decoder):
     def readout(self, out: Tensor) -> Tensor:
         return self.dropout(torch.tanh(self.readout_layer(out)))
 
+    def prepare(self, memory: Memory) -> Memory:
+        memory = super().prepare(memory)
+        memory.extra_weight = matmul_ready(self.extra_input_weight())  # sliced and cast once per batch
+        return memory
+
     def step_embedded(self, emb, pre, state, memory):
         context, weights = self.attention(state.h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
-        h, c = self.rnn_step(pre, context, state)  # context (B, K)
+        h, c = self.rnn_step(pre + F.linear(context, memory.extra_weight), state)  # context (B, K)
         return torch.cat([h[-1], context, emb], -1), State(h, c), weights
 
 
@@ -303,8 +339,16 @@ class LuongDecoder(Decoder):
             state.feed = memory.summary.new_zeros(memory.summary.size(0), self.feature_size)
         return state
 
+    def prepare(self, memory: Memory) -> Memory:
+        memory = super().prepare(memory)
+        if self.input_feeding:
+            memory.extra_weight = matmul_ready(self.extra_input_weight())  # sliced and cast once per batch
+        return memory
+
     def step_embedded(self, emb, pre, state, memory):
-        h, c = self.rnn_step(pre, state.feed, state)  # feed is None without input feeding
+        if self.input_feeding:
+            pre = pre + F.linear(state.feed, memory.extra_weight)
+        h, c = self.rnn_step(pre, state)
         context, weights = self.attention(h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
         out = torch.tanh(self.combine(torch.cat([context, h[-1]], -1)))  # h~_t (B, D)
         return out, State(h, c, self.dropout(out) if self.input_feeding else None), weights

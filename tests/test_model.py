@@ -83,9 +83,51 @@ def test_rnn_step_matches_torch_lstm():
     state = dec.init_state(memory)
     x = torch.randn(3, 1, 16)
     out, (h, c) = dec.rnn(x, (state.h, state.c))
-    h2, c2 = dec.rnn_step(dec.input_gates(x[:, 0]), None, state)
+    h2, c2 = dec.rnn_step(dec.input_gates(x[:, 0]), state)
     torch.testing.assert_close(h2, h)
     torch.testing.assert_close(c2, c)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("attention", ["none", "bahdanau", "luong"])
+def test_step_matches_the_wiring_written_out(attention, layers):
+    """One decoder step against its formula, with nn.LSTM on the concatenated input.
+
+    The step itself takes shortcuts: the embedding's share of the gates comes in precomputed, the
+    constant summary's share is computed once per batch, and the LSTM's input weight is split
+    into the embedding's columns and the rest.
+    """
+    model = make(attention, "concat", layers, input_feeding=True)
+    dec = model.decoder
+    src, src_lens, tgt_in = batch()
+    memory = model.encode(src, src_lens)
+    plain = model.encoder(src, src_lens)  # the encoder's output, before Decoder.prepare
+    state = dec.init_state(memory)
+    if attention == "luong":
+        state.feed = torch.randn(3, dec.feature_size)  # h~_{t-1} of some earlier step
+    y = tgt_in[:, 1]
+    out, new, weights = dec.step(y, state, memory)
+
+    emb = dec.embedding(y)
+    if attention == "none":
+        x = torch.cat([emb, plain.summary], -1)  # s_t = LSTM([y_{t-1}; c], s_{t-1})
+    elif attention == "bahdanau":
+        context, want_weights = dec.attention(state.h[-1], plain.states, plain.states, plain.mask)  # attn(s_{t-1}, H)
+        x = torch.cat([emb, context], -1)  # s_t = LSTM([y_{t-1}; c_t], s_{t-1})
+    else:
+        x = torch.cat([emb, state.feed], -1)  # s_t = LSTM([y_{t-1}; h~_{t-1}], s_{t-1})
+    _, (h, c) = dec.rnn(x.unsqueeze(1), (state.h, state.c))
+    torch.testing.assert_close(new.h, h)
+    torch.testing.assert_close(new.c, c)
+    if attention == "none":
+        torch.testing.assert_close(out, torch.cat([h[-1], plain.summary, emb], -1))
+    elif attention == "bahdanau":
+        torch.testing.assert_close(weights, want_weights)
+        torch.testing.assert_close(out, torch.cat([h[-1], context, emb], -1))
+    else:
+        context, want_weights = dec.attention(h[-1], plain.states, plain.states, plain.mask)  # attn(s_t, H)
+        torch.testing.assert_close(weights, want_weights)
+        torch.testing.assert_close(out, torch.tanh(dec.combine(torch.cat([context, h[-1]], -1))))  # h~_t
 
 
 def test_encoder_ignores_padding():
