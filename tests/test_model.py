@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seq2seq.config import AttentionConfig, ModelConfig
-from seq2seq.model import BOS, PAD, build_model
+from seq2seq.model import BOS, PAD, Dropout, build_model
 
 V_SRC, V_TGT = 37, 29
 
@@ -155,3 +155,22 @@ def test_teacher_forcing_below_one_trains_on_own_predictions():
     assert free.shape == full.shape
     torch.testing.assert_close(free[:, 0], full[:, 0])  # the first input is BOS either way
     assert not torch.allclose(free, full)
+
+
+def test_dropout_matches_nn_dropout_in_distribution():
+    """The CPU dropout draws its mask differently from nn.Dropout; what it computes is the same."""
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    x = torch.rand(400, 500) + 0.5  # no zeros of its own
+    x.requires_grad_(True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005  # 200k draws: the standard error is 0.001
+    torch.testing.assert_close(y[kept], x[kept] / 0.7)  # survivors scaled by 1 / (1 - p)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.7)  # the gradient goes through the same mask
+    assert not torch.equal(kept, drop(x) != 0)  # a fresh mask per call
+    drop.eval()
+    assert drop(x) is x
+    with pytest.raises(ValueError, match="dropout"):
+        Dropout(1.0)
