@@ -16,8 +16,9 @@ FLOPs per target token are counted on real batches: matrix multiplies by
 the counter cannot see, counted as 3 x 2 x 4H(I + H) per token, layer and direction (forward
 plus a backward of twice the forward). Element-wise work is not counted. MFU is the achieved
 FLOP/s over the rate of a large matrix multiply of the same precision, measured in the same
-process. Decoding speed (greedy and beam 5 on test_2016_flickr) needs a trained checkpoint:
-``--ckpt``, or the script first trains the peer Bahdanau model for ``--train-minutes``.
+process. Decoding speed (greedy and beam 5 on test_2016_flickr, float32 and bf16 autocast)
+needs a trained checkpoint: ``--ckpt``, or the script first trains the peer Bahdanau model for
+``--train-minutes``.
 """
 
 from __future__ import annotations
@@ -170,14 +171,17 @@ def decode_figures(ckpt: Path) -> dict:
     src_ids = translator.vocab.encode_src(list(load_split(config.data, split)["src"]))
     figures = {"checkpoint": str(ckpt), "split": split, "n_sentences": len(src_ids)}
     for name, beam, batch_size in (("greedy", 1, 128), ("beam5", 5, 64)):
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            hyps = decode_corpus(translator.model, src_ids, torch.device("cpu"), batch_size, beam=beam)
-            times.append(time.perf_counter() - start)
-        figures[f"{name}_sent_per_s"] = len(src_ids) / statistics.median(times)
-        if beam == 1:
-            figures["mean_output_len"] = sum(len(h.tokens) + 1 for h in hyps) / len(hyps)
+        for precision, suffix in (("fp32", ""), ("bf16", "_bf16")):
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                hyps = decode_corpus(
+                    translator.model, src_ids, torch.device("cpu"), batch_size, beam=beam, precision=precision
+                )
+                times.append(time.perf_counter() - start)
+            figures[f"{name}_sent_per_s{suffix}"] = len(src_ids) / statistics.median(times)
+            if beam == 1:
+                figures[f"mean_output_len{suffix}"] = sum(len(h.tokens) + 1 for h in hyps) / len(hyps)
     return figures
 
 
@@ -244,8 +248,10 @@ def main() -> int:
     report["decode"] = decode_figures(ckpt)
     d = report["decode"]
     print(
-        f"decode {d['split']} ({d['n_sentences']} sentences): greedy {d['greedy_sent_per_s']:,.0f} sent/s, "
-        f"beam 5 {d['beam5_sent_per_s']:,.0f} sent/s, mean output {d['mean_output_len']:.1f} tokens"
+        f"decode {d['split']} ({d['n_sentences']} sentences), sent/s fp32 / bf16: "
+        f"greedy {d['greedy_sent_per_s']:,.0f} / {d['greedy_sent_per_s_bf16']:,.0f}, "
+        f"beam 5 {d['beam5_sent_per_s']:,.0f} / {d['beam5_sent_per_s_bf16']:,.0f}; "
+        f"mean output {d['mean_output_len']:.1f} / {d['mean_output_len_bf16']:.1f} tokens"
     )
     report["seconds"] = time.monotonic() - started
     args.out.parent.mkdir(parents=True, exist_ok=True)

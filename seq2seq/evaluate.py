@@ -41,6 +41,7 @@ from seq2seq.data import corpus_root, load_split
 from seq2seq.errors import DataError, RunDirError, Seq2SeqError
 from seq2seq.metrics import corpus_scores
 from seq2seq.plots import attention_figure, length_figure
+from seq2seq.precision import PRECISIONS
 from seq2seq.tracking import Tracker
 from seq2seq.translate import Translator
 
@@ -153,6 +154,7 @@ def evaluate_split(translator: Translator, src: list[str], refs: list[str], sett
             "mode": settings.mode,
             "beam": settings.beam,
             "length_penalty": settings.length_penalty,
+            "precision": translator.precision,
             "sent_per_s": len(src) / max(seconds, 1e-9),
         },
         "buckets": length_buckets(src, hyps, refs, settings.buckets, settings.bootstrap, rng),
@@ -228,18 +230,19 @@ def evaluate_run(
     bootstrap: int = 1000,
     seed: int = 12345,
     data_root: str | Path | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``run_dir/best.pt`` on its test splits; writes ``run_dir/eval/<mode>/`` and returns the report.
 
     ``data_root`` overrides the corpus root stored in the checkpoint's config (else ``data.root``
-    or ``$SEQ2SEQ_DATA_DIR``, as in training).
+    or ``$SEQ2SEQ_DATA_DIR``, as in training). ``precision`` is the decoding precision.
     """
     if beam < 1 or length_penalty < 0:
         raise Seq2SeqError(f"need beam >= 1 and length_penalty >= 0, got {beam} and {length_penalty}")
     run_dir = Path(run_dir)
     settings = EvalSettings(beam, length_penalty, tuple(buckets), n_heatmaps, bootstrap, seed)
     payload = load_checkpoint(run_dir / "best.pt")
-    translator = Translator.from_payload(payload, run_dir / "best.pt")
+    translator = Translator.from_payload(payload, run_dir / "best.pt", precision=precision)
     data = translator.config.data
     if data_root is not None:
         data = dataclasses.replace(data, root=str(data_root))
@@ -352,6 +355,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-heatmaps", type=int, default=4, help="attention heatmaps per test split")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per length bucket")
     parser.add_argument("--data-root", help="corpus root (default: the run's data.root or $SEQ2SEQ_DATA_DIR)")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="decoding precision; auto (the default): bf16 autocast where the CPU/GPU has it natively",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -364,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_heatmaps=args.n_heatmaps,
             bootstrap=args.bootstrap,
             data_root=args.data_root,
+            precision=args.precision,
         )
     except Seq2SeqError as error:
         print(f"error: {error}", file=sys.stderr)

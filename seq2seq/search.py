@@ -25,6 +25,7 @@ from torch import Tensor
 
 from seq2seq.batching import source_tensor
 from seq2seq.model import BOS, EOS, Memory, Seq2Seq, State
+from seq2seq.precision import autocast
 
 
 @dataclass
@@ -285,11 +286,13 @@ def decode_corpus_nbest(
     beam: int = 1,
     length_penalty: float = 1.0,
     nbest: int = 1,
+    precision: str = "fp32",
 ) -> list[list[Hypothesis]]:
     """Decode many sentences, batched in order of length: the ``nbest`` best per sentence, in input order.
 
     ``beam == 1`` runs :func:`greedy_search`; otherwise :func:`beam_search` with ``batch_size``
-    sentences (``batch_size * beam`` rows) per batch.
+    sentences (``batch_size * beam`` rows) per batch. ``precision`` is ``fp32``, ``bf16``
+    (autocast; scores stay float32) or ``auto`` (bf16 where the device has it natively).
     """
     if nbest > beam:
         raise ValueError(f"nbest={nbest} needs a beam at least as wide, got beam={beam}")
@@ -300,10 +303,11 @@ def decode_corpus_nbest(
         rows = order[start : start + batch_size]
         src, src_lens = source_tensor([src_ids[i] for i in rows])
         src, max_lens = src.to(device), max_output_lengths(src_lens, max_ratio)
-        if beam == 1:
-            hyps = [[h] for h in greedy_search(model, src, src_lens, max_lens, return_attention)]
-        else:
-            hyps = beam_search(model, src, src_lens, max_lens, beam, length_penalty, nbest, return_attention)
+        with autocast(precision, device):
+            if beam == 1:
+                hyps = [[h] for h in greedy_search(model, src, src_lens, max_lens, return_attention)]
+            else:
+                hyps = beam_search(model, src, src_lens, max_lens, beam, length_penalty, nbest, return_attention)
         for i, hyp in zip(rows, hyps):
             results[i] = hyp
     return results
@@ -318,7 +322,10 @@ def decode_corpus(
     return_attention: bool = False,
     beam: int = 1,
     length_penalty: float = 1.0,
+    precision: str = "fp32",
 ) -> list[Hypothesis]:
     """The best hypothesis per sentence, in input order (greedy for ``beam == 1``, else beam search)."""
-    hyps = decode_corpus_nbest(model, src_ids, device, batch_size, max_ratio, return_attention, beam, length_penalty)
+    hyps = decode_corpus_nbest(
+        model, src_ids, device, batch_size, max_ratio, return_attention, beam, length_penalty, precision=precision
+    )
     return [h[0] for h in hyps]

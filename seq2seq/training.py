@@ -17,7 +17,6 @@ import random
 import signal
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from seq2seq.loss import sequence_loss
 from seq2seq.metrics import corpus_scores
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.plots import attention_figure
+from seq2seq.precision import autocast, resolve_precision
 from seq2seq.search import decode_corpus
 from seq2seq.tracking import Tracker
 from seq2seq.vocab import Vocab, build_vocab
@@ -101,29 +101,6 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name} but this torch build sees no CUDA device; use train.device=cpu")
     return torch.device(name)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX).
-
-    Elsewhere bf16 autocast is emulated and slower than float32, so ``precision=auto`` keeps fp32.
-    """
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: no cheap way to tell, so assume no
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """``train.precision`` -> ``fp32`` or ``bf16``: ``auto`` picks bf16 where the device has it natively."""
-    if name == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    return name
 
 
 def budget_lr(lr: float, min_lr: float, done: float, decay_start: float = 0.0) -> float:
@@ -228,9 +205,7 @@ class Trainer:
         return budget_lr(tc.lr, tc.min_lr, done, tc.decay_start)
 
     def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return autocast(self.precision, self.device)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -422,7 +397,9 @@ class Trainer:
             nll_total += float(sequence_loss(logits, batch.tgt_out, 0.0)[1])
             tokens += batch.n_tokens
         crash_point("validation")  # tests: killed between the loss pass and decoding
-        hyps = decode_corpus(self.model, data.src_ids, self.device, tc.valid_batch_size, tc.max_output_ratio)
+        hyps = decode_corpus(
+            self.model, data.src_ids, self.device, tc.valid_batch_size, tc.max_output_ratio, precision=self.precision
+        )
         texts = [self.vocab.decode_tgt(h.tokens) for h in hyps]
         scores = corpus_scores(texts, data.tgt_texts)
         return {
@@ -488,7 +465,9 @@ class Trainer:
         if not self.model.has_attention or tc.n_heatmaps == 0:
             return
         src_ids = data.src_ids[: tc.n_heatmaps]
-        hyps = decode_corpus(self.model, src_ids, self.device, len(src_ids), tc.max_output_ratio, return_attention=True)
+        hyps = decode_corpus(
+            self.model, src_ids, self.device, len(src_ids), tc.max_output_ratio, True, precision=self.precision
+        )
         for i, (ids, hyp) in enumerate(zip(src_ids, hyps)):
             src_labels = self.vocab.src_pieces(ids) + ["</s>"]
             out_labels = self.vocab.tgt_pieces(hyp.tokens) + ["</s>"]

@@ -28,6 +28,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import Config
 from seq2seq.errors import CheckpointError, Seq2SeqError
 from seq2seq.model import Seq2Seq, build_model
+from seq2seq.precision import PRECISIONS, resolve_precision
 from seq2seq.search import Hypothesis, decode_corpus_nbest
 from seq2seq.vocab import Vocab
 
@@ -38,15 +39,19 @@ CHUNK = 2048  # input lines decoded (and written) at a time, so long inputs stre
 class Translator:
     """A trained model with its vocabulary, ready to decode."""
 
-    def __init__(self, model: Seq2Seq, vocab: Vocab, config: Config, device: torch.device):
+    def __init__(self, model: Seq2Seq, vocab: Vocab, config: Config, device: torch.device, precision: str = "auto"):
+        """``precision``: ``auto`` (bf16 autocast where the device has it natively), ``fp32`` or ``bf16``."""
         self.model, self.vocab, self.config, self.device = model.eval(), vocab, config, device
+        self.precision = resolve_precision(precision, device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Translator:
-        return cls.from_payload(load_checkpoint(path), path, device)
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", precision: str = "auto") -> Translator:
+        return cls.from_payload(load_checkpoint(path), path, device, precision)
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any], path: str | Path, device: str = "cpu") -> Translator:
+    def from_payload(
+        cls, payload: dict[str, Any], path: str | Path, device: str = "cpu", precision: str = "auto"
+    ) -> Translator:
         """Build from an already loaded checkpoint ``payload`` (``path`` names it in errors)."""
         try:
             config = Config.from_dict(payload["config"])
@@ -58,7 +63,7 @@ class Translator:
                 f"{path} does not match this version of seq2seq "
                 f"({type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]})"
             ) from None
-        return cls(model.to(device), vocab, config, torch.device(device))
+        return cls(model.to(device), vocab, config, torch.device(device), precision)
 
     def nbest(
         self,
@@ -74,7 +79,16 @@ class Translator:
         src_ids = self.vocab.encode_src([sentences[i] for i in todo])
         ratio = self.config.train.max_output_ratio
         hyps = decode_corpus_nbest(
-            self.model, src_ids, self.device, batch_size, ratio, return_attention, beam, length_penalty, nbest
+            self.model,
+            src_ids,
+            self.device,
+            batch_size,
+            ratio,
+            return_attention,
+            beam,
+            length_penalty,
+            nbest,
+            self.precision,
         )
         out: list[list[Hypothesis]] = [[] for _ in sentences]
         for i, hyp in zip(todo, hyps):
@@ -87,7 +101,17 @@ class Translator:
         """The best hypothesis for every sentence (blank ones included: they decode an empty source)."""
         src_ids = self.vocab.encode_src(list(sentences))
         ratio = self.config.train.max_output_ratio
-        hyps = decode_corpus_nbest(self.model, src_ids, self.device, 64, ratio, return_attention, beam, length_penalty)
+        hyps = decode_corpus_nbest(
+            self.model,
+            src_ids,
+            self.device,
+            64,
+            ratio,
+            return_attention,
+            beam,
+            length_penalty,
+            precision=self.precision,
+        )
         return [h[0] for h in hyps]
 
     def translate(self, sentences: Sequence[str], beam: int = 1, length_penalty: float = 1.0) -> list[str]:
@@ -218,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt written by train.py")
     parser.add_argument("--input", help="a file with one sentence per line (default: stdin)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (the default): bf16 autocast where the device has it natively, else fp32",
+    )
     parser.add_argument("--beam", type=int, default=1, help="beam width; 1 (the default) is greedy search")
     parser.add_argument("--length-penalty", type=float, default=1.0, help="GNMT alpha for beam search; 0: none")
     parser.add_argument("--nbest", type=int, help="write N lines 'index ||| hypothesis ||| score' per input")
@@ -246,7 +276,7 @@ def parse_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 def load(args: argparse.Namespace, opts: Options, err: TextIO) -> tuple[Translator, list[str] | None, list[int]]:
     """The translator and, unless reading from a terminal, the input lines and bad line numbers."""
-    translator = Translator.from_checkpoint(args.checkpoint, args.device)
+    translator = Translator.from_checkpoint(args.checkpoint, args.device, args.precision)
     if opts.wants_attention and not translator.model.has_attention:
         err.write("note: this checkpoint has no attention (attention=none); --show-attention/--attention-png ignored\n")
     elif opts.attention_png is not None:

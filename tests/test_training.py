@@ -6,7 +6,8 @@ import torch
 from conftest import ATTENTIONS, TINY, compose, events
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.errors import RunDirError
-from seq2seq.training import budget_lr, resolve_precision, train
+from seq2seq.precision import resolve_precision
+from seq2seq.training import budget_lr, train
 
 SCALARS = {
     "train/loss",

@@ -1,0 +1,48 @@
+"""Numeric precision: float32, or bfloat16 autocast where the hardware computes it natively.
+
+Under ``bf16`` the weights, optimiser state, softmaxes and the loss stay in float32; autocast
+runs matrix multiplies (and the LSTM) in bfloat16. Training, validation and decoding share these
+helpers, so ``precision=auto`` means the same everywhere.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX).
+
+    Elsewhere bf16 autocast is emulated and slower than float32, so ``precision=auto`` keeps fp32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no cheap way to tell, so assume no
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto``, ``fp32`` or ``bf16`` -> ``fp32`` or ``bf16``: ``auto`` picks bf16 where the device has it natively."""
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; choose {', '.join(PRECISIONS)}")
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return name
+
+
+def autocast(precision: str, device: torch.device | str) -> AbstractContextManager:
+    """The context to run a forward pass in: bf16 autocast for ``bf16``, nothing for ``fp32``."""
+    device = torch.device(device)
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
