@@ -43,7 +43,7 @@ class Memory:
     # Computed once per batch by Decoder.prepare, so that no decoder step repeats them:
     keys_proj: Tensor | None = None  # attention.prepare(states)
     extra_gates: Tensor | None = None  # (B, 4H): a constant extra LSTM input's share of the gates (none)
-    extra_weight: Tensor | None = None  # the first LSTM layer's weight for the per-step extra input
+    extra_weight: Tensor | None = None  # the first LSTM layer's input weight past the embedding's columns
 
     def select(self, index: Tensor) -> Memory:
         """Rows ``index`` of the batch (beam search expands and reorders with this)."""
@@ -176,11 +176,10 @@ class Decoder(nn.Module):
         if self.attention is not None:
             memory.states = matmul_ready(memory.states)
             memory.keys_proj = self.attention.prepare(memory.states)
+        if self.rnn.input_size > self.embedding_size:
+            # the input weight of what follows the embedding (4H, I - E): sliced and cast once per batch
+            memory.extra_weight = matmul_ready(self.rnn.weight_ih_l0[:, self.embedding_size :])
         return memory
-
-    def extra_input_weight(self) -> Tensor:
-        """The first LSTM layer's input weight for what follows the embedding, ``(4H, I - E)``."""
-        return self.rnn.weight_ih_l0[:, self.embedding_size :]
 
     def init_state(self, memory: Memory) -> State:
         init = torch.tanh(self.bridge(memory.summary))  # (B, 2 * L * H)
@@ -296,7 +295,7 @@ class PlainDecoder(Decoder):
 
     def prepare(self, memory: Memory) -> Memory:
         memory = super().prepare(memory)
-        memory.extra_gates = F.linear(memory.summary, self.extra_input_weight())  # the same at every step
+        memory.extra_gates = F.linear(memory.summary, memory.extra_weight)  # the same at every step
         return memory
 
     def step_embedded(self, emb, pre, state, memory):
@@ -329,11 +328,6 @@ class BahdanauDecoder(Decoder):
     def readout(self, out: Tensor) -> Tensor:
         return self.dropout(torch.tanh(self.readout_layer(out)))
 
-    def prepare(self, memory: Memory) -> Memory:
-        memory = super().prepare(memory)
-        memory.extra_weight = matmul_ready(self.extra_input_weight())  # sliced and cast once per batch
-        return memory
-
     def step_embedded(self, emb, pre, state, memory):
         context, weights = self.attention(state.h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
         h, c = self.rnn_step(pre + F.linear(context, memory.extra_weight), state)  # context (B, K)
@@ -364,12 +358,6 @@ class LuongDecoder(Decoder):
         if self.input_feeding:
             state.feed = memory.summary.new_zeros(memory.summary.size(0), self.feature_size)
         return state
-
-    def prepare(self, memory: Memory) -> Memory:
-        memory = super().prepare(memory)
-        if self.input_feeding:
-            memory.extra_weight = matmul_ready(self.extra_input_weight())  # sliced and cast once per batch
-        return memory
 
     def step_embedded(self, emb, pre, state, memory):
         if self.input_feeding:
