@@ -19,6 +19,8 @@ from typing import Any
 
 from seq2seq.errors import ConfigError
 
+PRECISIONS = ("auto", "fp32", "bf16")  # train.precision, and decoding's --precision
+
 
 @dataclass
 class VocabConfig:
@@ -154,7 +156,7 @@ class TrainConfig:
             "auto, cpu, cuda or cuda:N",
         )
         _require(self.threads is None or self.threads >= 1, "train.threads", self.threads, "at least 1")
-        _require(self.precision in ("fp32", "bf16", "auto"), "train.precision", self.precision, "fp32, bf16 or auto")
+        _require(self.precision in PRECISIONS, "train.precision", self.precision, ", ".join(PRECISIONS))
         _require(self.batch_tokens >= 1, "train.batch_tokens", self.batch_tokens, "at least 1")
         _require(self.lr > 0, "train.lr", self.lr, "positive")
         _require(

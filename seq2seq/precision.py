@@ -8,13 +8,15 @@ helpers, so ``precision=auto`` means the same everywhere.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from functools import cache
 from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from seq2seq.config import PRECISIONS
 
 
+@cache  # read once per device, not once per decoded batch
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes in bfloat16 natively (CUDA with bf16, a CPU with AVX512-BF16 or AMX).
 
