@@ -131,14 +131,53 @@ class Encoder(nn.Module):
     def forward(self, src: Tensor, src_lens: Tensor) -> Memory:
         """``src (B, S)`` padded ids, ``src_lens (B,)`` -> :class:`Memory` (without ``keys_proj``)."""
         emb = self.dropout(self.embedding(src))  # (B, S, E)
+        lens = src_lens.to(src.device)
+        mask = torch.arange(src.size(1), device=src.device)[None, :] < lens[:, None]
+        if src.device.type == "cpu":
+            states, summary = self._run_unpacked(emb, lens, mask)
+        else:
+            states, summary = self._run_packed(emb, src_lens)
+        return Memory(states, mask, summary)
+
+    def _run_packed(self, emb: Tensor, src_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """``self.rnn`` over packed sequences: the plain computation (and cuDNN's fast one)."""
         packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
         out, (h_n, _) = self.rnn(packed)
-        states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))  # (B, S, K)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=emb.size(1))  # (B, S, K)
         dirs = 2 if self.rnn.bidirectional else 1
-        top = h_n.view(self.rnn.num_layers, dirs, src.size(0), self.rnn.hidden_size)[-1]  # (dirs, B, H_enc)
-        summary = torch.cat(list(top), dim=-1)  # (B, K): forward's last state, backward's first
-        mask = torch.arange(src.size(1), device=src.device)[None, :] < src_lens.to(src.device)[:, None]
-        return Memory(states, mask, summary)
+        top = h_n.view(self.rnn.num_layers, dirs, emb.size(0), self.rnn.hidden_size)[-1]  # (dirs, B, H_enc)
+        return states, torch.cat(list(top), dim=-1)  # summary (B, K): forward's last, backward's first
+
+    def _run_unpacked(self, emb: Tensor, lens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The same as :meth:`_run_packed` with one unpacked LSTM call per layer and direction.
+
+        On CPU packed sequences take PyTorch's generic per-step LSTM; unpacked ones take oneDNN's
+        fused kernel (bf16 under autocast). Padding sits after each sentence, so the forward
+        direction reads every real token before any padding; the backward direction reads each
+        sentence reversed within its length (``flip``), which puts its padding last too. What
+        the LSTMs compute at padded positions is zeroed, as ``pad_packed_sequence`` leaves it.
+        """
+        batch, length = mask.shape
+        positions = torch.arange(length, device=emb.device)[None, :]
+        flip = torch.where(mask, lens[:, None] - 1 - positions, positions)  # (B, S); its own inverse
+        last = (lens - 1)[:, None, None]  # (B, 1, 1): each sentence's last real position
+        hidden = self.rnn.hidden_size
+        zeros = emb.new_zeros(1, batch, hidden)
+        x = emb
+        for layer in range(self.rnn.num_layers):
+            if layer > 0:
+                x = self.dropout(x)  # as nn.LSTM's dropout between layers
+            outs, finals = [], []
+            for suffix in ("", "_reverse")[: 2 if self.rnn.bidirectional else 1]:
+                names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                params = [getattr(self.rnn, f"{name}_l{layer}{suffix}") for name in names]
+                inp = x if not suffix else x.gather(1, flip[:, :, None].expand_as(x))
+                out, _, _ = torch.lstm(inp, (zeros, zeros), params, True, 1, 0.0, self.training, False, True)
+                finals.append(out.gather(1, last.expand(-1, 1, hidden)).squeeze(1))  # (B, H_enc)
+                outs.append(out if not suffix else out.gather(1, flip[:, :, None].expand_as(out)))
+            x = torch.cat(outs, -1)  # (B, S, K)
+        states = x * mask[:, :, None].to(x.dtype)
+        return states, torch.cat(finals, -1)
 
 
 class Decoder(nn.Module):

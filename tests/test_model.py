@@ -141,6 +141,34 @@ def test_encoder_ignores_padding():
     assert memory.mask.tolist()[2] == [True, True, False, False, False, False, False]
 
 
+@pytest.mark.parametrize("layers,bidirectional", [(1, True), (2, True), (2, False)])
+def test_unpacked_encoder_matches_packed(layers, bidirectional):
+    """The CPU encoder (one unpacked LSTM call per direction, the backward one on each sentence
+    reversed within its length) against nn.LSTM over packed sequences: outputs, summary, gradients."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        embedding_size=16, encoder_size=12, encoder_layers=layers, bidirectional=bidirectional, dropout=0.0
+    )
+    encoder = build_model(V_SRC, V_TGT, cfg, AttentionConfig(type="bahdanau")).encoder.train()
+    src, src_lens, _ = batch()
+    emb = encoder.embedding(src)
+    lens = src_lens
+    mask = torch.arange(src.size(1))[None, :] < lens[:, None]
+    results = []
+    for run in (lambda: encoder._run_packed(emb, src_lens), lambda: encoder._run_unpacked(emb, lens, mask)):
+        encoder.zero_grad()
+        states, summary = run()
+        (states.pow(2).sum() + summary.sin().sum()).backward(retain_graph=True)
+        results.append((states, summary, [p.grad.clone() for p in encoder.rnn.parameters()]))
+    (states, summary, grads), (ref_states, ref_summary, ref_grads) = results[1], results[0]
+    assert states.shape == (3, 7, encoder.output_size) and summary.shape == (3, encoder.output_size)
+    torch.testing.assert_close(states, ref_states)
+    torch.testing.assert_close(summary, ref_summary)
+    assert torch.all(states[2, 2:] == 0)
+    for grad, ref in zip(grads, ref_grads):
+        torch.testing.assert_close(grad, ref)
+
+
 def test_tied_embeddings_share_one_tensor():
     model = make("luong", "general", tie=True)
     assert model.generator.weight is model.decoder.embedding.weight
