@@ -124,6 +124,7 @@ class TrainConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
     clip_grad_norm: float = 1.0
+    ema: float | None = 0.999  # validate, keep and translate a moving average of the weights; None: off
     label_smoothing: float = 0.1
     teacher_forcing: float = 1.0  # probability of feeding the reference token
     scheduler: str = "plateau"  # plateau | budget | warmup | constant | auto (budget if bounded, else plateau)
@@ -166,6 +167,7 @@ class TrainConfig:
             "two numbers in [0, 1)",
         )
         _require(self.clip_grad_norm >= 0, "train.clip_grad_norm", self.clip_grad_norm, "0 (off) or positive")
+        _require(self.ema is None or 0.0 < self.ema < 1.0, "train.ema", self.ema, "null (off) or in (0, 1), e.g. 0.999")
         _require(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", self.label_smoothing, "in [0, 1)")
         _require(0.0 <= self.teacher_forcing <= 1.0, "train.teacher_forcing", self.teacher_forcing, "in [0, 1]")
         _require(

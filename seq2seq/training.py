@@ -10,6 +10,7 @@ Under ``torchrun`` the same loop trains data-parallel (see :mod:`seq2seq.distrib
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from seq2seq.averaging import WeightAverage
 from seq2seq.batching import collate, epoch_batches, token_batches
 from seq2seq.checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from seq2seq.config import Config, parse_duration
@@ -153,6 +155,8 @@ class Trainer:
             weight_decay=tc.weight_decay,
             fused=self.device.type in ("cpu", "cuda"),  # one kernel for all parameters: 4x faster on CPU
         )
+        # the weights that validation, best.pt and translation use: an average of the trained ones, or themselves
+        self.average = WeightAverage(self.model, tc.ema) if tc.ema is not None else None
         self.time_budget = parse_duration(tc.max_time)  # training seconds in total, across resumes
         self.scheduler = self._make_scheduler()
         self.progress = Progress()
@@ -344,6 +348,8 @@ class Trainer:
             return None
         self._bad_in_a_row = 0
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.progress.step + 1)
         if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
             self.scheduler.step()
         return loss_sum.item(), nll_sum.item(), grad_norm.item()
@@ -413,7 +419,10 @@ class Trainer:
         """Validate, log, checkpoint; returns True when early stopping says stop."""
         tc, progress = self.config.train, self.progress
         start = time.monotonic()
-        result = self.validate() if self.dist.is_main else None  # other ranks wait for its BLEU
+        with self._evaluated_weights():
+            result = self.validate() if self.dist.is_main else None  # other ranks wait for its BLEU
+            if result:
+                self._log_examples(result["hypotheses"], progress.step)
         bleu = self.dist.broadcast(result["bleu"] if result else None)
         step = progress.step
         if result:
@@ -425,7 +434,6 @@ class Trainer:
             }
             self.tracker.scalars(values, step)
             self.metrics.update(values)
-            self._log_examples(result["hypotheses"], step)
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(bleu)
         improved = bleu > progress.best_bleu
@@ -479,17 +487,26 @@ class Trainer:
             )
             self.tracker.figure(f"attention/{i}", fig, step)
 
+    def _evaluated_weights(self):
+        """Inside the block the model holds the weights that are validated and kept (see ``train.ema``)."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
     # -- checkpoints ------------------------------------------------------------------------
 
     def _payload(self, full: bool) -> dict[str, Any]:
+        """A checkpoint. ``model`` holds the evaluated weights (the average under ``train.ema``), which
+        translation and evaluation load; a full one adds what resuming needs, the trained weights
+        (``trained_model``) among it when they differ."""
         payload = {
             "config": self.config.to_dict(),
             "vocab": self.vocab.state_dict(),
-            "model": self.model.state_dict(),
+            "model": self.average.state_dict() if self.average is not None else self.model.state_dict(),
             "progress": asdict(self.progress),
             "metrics": dict(self.metrics),
         }
         if full:
+            if self.average is not None:
+                payload["trained_model"] = self.model.state_dict()
             payload["optimizer"] = self.optimizer.state_dict()
             payload["scheduler"] = None if self.scheduler is None else self.scheduler.state_dict()
             payload["rng"] = _rng_state()
@@ -507,7 +524,10 @@ class Trainer:
         save_checkpoint(payload, self.out_dir / "last.pt")
 
     def _restore(self, payload: dict[str, Any]) -> None:
-        self.model.load_state_dict(payload["model"])
+        trained = payload.get("trained_model", payload["model"])
+        self.model.load_state_dict(trained)
+        if self.average is not None:  # a run that had no average starts one from its weights
+            self.average.load_state_dict(payload["model"] if "trained_model" in payload else trained)
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scheduler is not None and payload.get("scheduler") is not None:
             self.scheduler.load_state_dict(payload["scheduler"])

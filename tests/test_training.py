@@ -65,15 +65,18 @@ def test_resume_continues_and_matches_an_uninterrupted_run(corpus_root, tmp_path
         "train.checkpoint_every=1000",
         "model.dropout=0.2",
         "train.scheduler=plateau",  # budget would follow max_steps, which this test changes on resume
+        "train.ema=0.9",
     ]
     train(compose([*base, "train.max_steps=24"]), tmp_path / "straight")
     train(compose([*base, "train.max_steps=11"]), tmp_path / "split")
     result = train(compose([*base, "train.max_steps=24", "train.resume=true"]), tmp_path / "split")
     assert result["step"] == 24  # max_steps counts updates across resumes
-    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "last.pt")
+    for weights in ("model", "trained_model"):  # the average (train.ema) and the trained weights
+        assert set(a[weights]) == set(b[weights])
+        for key in a[weights]:
+            torch.testing.assert_close(a[weights][key], b[weights][key], rtol=0, atol=0)
 
 
 def test_resume_refuses_a_model_change(trained_run):
