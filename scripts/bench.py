@@ -69,18 +69,24 @@ def matmul_gflops(dtype, size: int = 2048, repeats: int = 7) -> float:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
+def lstm_train_flops(module, tokens: int) -> float:
+    """Training FLOPs (forward + 2x backward) of an nn.LSTM's weights over ``tokens`` real positions."""
+    hidden, directions = module.hidden_size, 2 if module.bidirectional else 1
+    flops, size_in = 0.0, module.input_size
+    for _ in range(module.num_layers):
+        flops += 3 * 2 * 4 * hidden * (size_in + hidden) * tokens * directions
+        size_in = hidden * directions
+    return flops
+
+
 def lstm_flops_hook(counter: list[float]):
-    """Forward hook adding a fused nn.LSTM call's training FLOPs (fwd + 2x bwd) to ``counter``."""
+    """Forward hook adding a fused nn.LSTM call's training FLOPs to ``counter``."""
     import torch
 
     def hook(module, inputs, output):
         x = inputs[0]
         tokens = x.data.size(0) if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x.shape[0] * x.shape[1]
-        hidden, directions = module.hidden_size, 2 if module.bidirectional else 1
-        size_in = module.input_size
-        for _ in range(module.num_layers):
-            counter[0] += 3 * 2 * 4 * hidden * (size_in + hidden) * tokens * directions
-            size_in = hidden * directions
+        counter[0] += lstm_train_flops(module, tokens)
 
     return hook
 
@@ -108,7 +114,8 @@ def child(overrides: list[str], windows: int, steps: int, warmup: int) -> dict:
 
         # FLOPs per target token, on a few real batches
         lstm = [0.0]
-        lstms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.LSTM)]
+        encoder = trainer.model.encoder.rnn  # called through torch.lstm per direction on CPU: counted below
+        lstms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.LSTM) and m is not encoder]
         hooks = [m.register_forward_hook(lstm_flops_hook(lstm)) for m in lstms]
         counted, tokens = 0.0, 0
         for i in range(3):
@@ -117,6 +124,7 @@ def child(overrides: list[str], windows: int, steps: int, warmup: int) -> dict:
                 logits, _ = trainer.model(batch.src, batch.src_lens, batch.tgt_in)
                 torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten()).backward()
             counted += counter.get_total_flops()
+            lstm[0] += lstm_train_flops(encoder, int(batch.src_lens.sum()))  # real source tokens, as packed
             tokens += batch.n_tokens
         for h in hooks:
             h.remove()
