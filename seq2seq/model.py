@@ -1,6 +1,6 @@
 """The LSTM encoder-decoder and its three decoder wirings.
 
-    src ──► Encoder (bi-LSTM, packed) ──► H (B, S, K), summary (B, K)
+    src ──► Encoder (bi-LSTM, padding exact) ──► H (B, S, K), summary (B, K)
                                              │ bridge: s0 = tanh(W summary)
     tgt_in ─► Decoder ── none:     s_t = LSTM([y_{t-1}; summary], s_{t-1})           (Cho et al. 2014)
                       ── bahdanau: c_t = attn(s_{t-1}, H); s_t = LSTM([y_{t-1}; c_t], s_{t-1})
