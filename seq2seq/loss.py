@@ -5,14 +5,22 @@
 The autograd graph of the composite (log_softmax, gather, mean) makes four passes over the
 ``(N, V)`` logits in the backward pass and is a sixth of a training step on CPU. Its gradient
 has a closed form, ``softmax(x) - (1 - eps) * onehot(y) - eps / V``, computed here in place.
+
+Training goes one step further (:func:`generator_loss`): the output layer and the loss run
+together over chunks of 128 target positions, so the float32 logits and log-probabilities of
+the whole batch never exist, only each chunk's, which stay in cache; what is kept for the
+backward pass is the logits' gradient in the matmul dtype.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from seq2seq.model import PAD
+from seq2seq.model import PAD, Seq2Seq, matmul_ready
+
+CHUNK = 128  # target positions per chunk of generator_loss: (128, V) float32 is ~2 MB at V = 4k
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
@@ -43,3 +51,69 @@ def sequence_loss(logits: Tensor, target: Tensor, smoothing: float = 0.0) -> tup
     ``logits`` is ``(B, T, V)``; only the first value carries a gradient.
     """
     return _SmoothedCrossEntropy.apply(logits.reshape(-1, logits.size(-1)), target.reshape(-1), smoothing)
+
+
+class _GeneratorCrossEntropy(torch.autograd.Function):
+    """``_SmoothedCrossEntropy(features @ weight.T + bias)``, chunk by chunk over the rows."""
+
+    @staticmethod
+    def forward(ctx, features, weight, bias, target, smoothing: float, chunk: int):
+        rows, vocab = features.size(0), weight.size(0)
+        with torch.autocast(features.device.type, enabled=False):  # the caller chose the dtypes
+            bias = None if bias is None else bias.to(features.dtype)
+            grad = features.new_empty(rows, vocab)  # d loss / d logits, in the matmul dtype
+            loss = features.new_zeros((), dtype=torch.float32)
+            nll = torch.zeros_like(loss)
+            for start in range(0, rows, chunk):
+                logp = torch.log_softmax(F.linear(features[start : start + chunk], weight, bias).float(), dim=-1)
+                t = target[start : start + chunk]
+                mask = (t != PAD).to(logp.dtype)
+                nll_t = -logp.gather(1, t.unsqueeze(1)).squeeze(1)
+                loss += (((1.0 - smoothing) * nll_t - smoothing * logp.mean(dim=-1)) * mask).sum()
+                nll += (nll_t * mask).sum()
+                g = logp.exp_().sub_(smoothing / vocab)  # softmax - eps / V
+                g.scatter_add_(1, t.unsqueeze(1), g.new_full((t.size(0), 1), smoothing - 1.0))
+                grad[start : start + chunk] = g.mul_(mask.unsqueeze(1))
+        ctx.save_for_backward(features, weight, grad)
+        ctx.has_bias = bias is not None
+        return loss, nll
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, grad_nll: Tensor):  # grad_nll: the NLL is only reported
+        features, weight, grad = ctx.saved_tensors
+        with torch.autocast(features.device.type, enabled=False):
+            scale = grad_loss.to(features.dtype)
+            grad_features = torch.mm(grad, weight).mul_(scale)
+            grad_weight = torch.mm(grad.t(), features).mul_(scale)
+            grad_bias = grad.sum(0, dtype=torch.float32).mul_(grad_loss) if ctx.has_bias else None
+        return grad_features, grad_weight, grad_bias, None, None, None
+
+
+def generator_loss(
+    features: Tensor, generator: nn.Linear, target: Tensor, smoothing: float = 0.0, chunk: int = CHUNK
+) -> tuple[Tensor, Tensor]:
+    """:func:`sequence_loss` of ``generator(features)``, without the whole ``(B, T, V)`` logits.
+
+    ``features`` is ``(B, T, D)``, ``target`` ``(B, T)``. Under autocast the matrix multiplies run
+    in its dtype, as ``generator`` would, and the softmax in float32.
+    """
+    rows = features.reshape(-1, features.size(-1))
+    weight = matmul_ready(generator.weight)
+    return _GeneratorCrossEntropy.apply(
+        matmul_ready(rows), weight, generator.bias, target.reshape(-1), smoothing, chunk
+    )
+
+
+class Objective(nn.Module):
+    """A model's training loss as a module: what DDP wraps, since it hooks ``forward``."""
+
+    def __init__(self, model: Seq2Seq):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, tgt_out: Tensor, teacher_forcing: float, smoothing: float
+    ) -> tuple[Tensor, Tensor]:
+        """Summed label-smoothed loss and summed NLL of ``tgt_out`` given the source and ``tgt_in``."""
+        features, _ = self.model.features(src, src_lens, tgt_in, teacher_forcing)
+        return generator_loss(features, self.model.generator, tgt_out, smoothing)

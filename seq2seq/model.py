@@ -444,9 +444,15 @@ class Seq2Seq(nn.Module):
         self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
     ) -> tuple[Tensor, Tensor | None]:
         """Logits ``(B, T, V)`` for ``tgt_in (B, T)`` (BOS + reference), and attention ``(B, T, S)``."""
-        memory = self.encode(src, src_lens)
-        features, attn = self.decoder(tgt_in, memory, teacher_forcing, self.generator)
+        features, attn = self.features(src, src_lens, tgt_in, teacher_forcing)
         return self.generator(features), attn
+
+    def features(
+        self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
+    ) -> tuple[Tensor, Tensor | None]:
+        """What the generator reads, ``(B, T, D)``, and attention ``(B, T, S)``; training's loss starts here."""
+        memory = self.encode(src, src_lens)
+        return self.decoder(tgt_in, memory, teacher_forcing, self.generator)
 
     def step_logits(self, y_prev: Tensor, state: State, memory: Memory) -> tuple[Tensor, State, Tensor | None]:
         """One decoding step: log-probabilities ``(B, V)``, new state, attention ``(B, S)``."""

@@ -35,7 +35,7 @@ from seq2seq.data import filter_pairs, load_split
 from seq2seq.distributed import Distributed
 from seq2seq.errors import CheckpointError, ConfigError, RunDirError, Seq2SeqError
 from seq2seq.faults import crash_point
-from seq2seq.loss import sequence_loss
+from seq2seq.loss import Objective, sequence_loss
 from seq2seq.metrics import corpus_scores
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.plots import attention_figure
@@ -145,11 +145,11 @@ class Trainer:
             dist.barrier()
         self.model: Seq2Seq = build_model(len(self.vocab.src), len(self.vocab.tgt), config.model, config.attention)
         self.model.to(self.device)
-        self.forward = self.model  # what the training step calls: the model, or its DDP wrapper
-        if dist.enabled:
-            self.forward = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )  # broadcasts rank 0's initial weights to every rank
+        self.objective: torch.nn.Module = Objective(self.model)  # what the training step calls ...
+        if dist.enabled:  # ... or its DDP wrapper, which broadcasts rank 0's initial weights to every rank
+            self.objective = torch.nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         self.optimizer = torch.optim.Adam(
             self.model.parameters(),
             lr=tc.lr,
@@ -315,7 +315,7 @@ class Trainer:
             final["skipped_batches"] = float(progress.skipped)
         self.tracker.hparams(self._hparams(), final)
         self.tracker.close()
-        self.forward = self.model  # release the DDP wrapper (and its hold on the process group)
+        self.objective = Objective(self.model)  # release the DDP wrapper (and its hold on the process group)
         if self.dist.is_main:
             (self.out_dir / "metrics.json").write_text(
                 json.dumps({**final, "stop": stop, "step": progress.step}, indent=2)
@@ -334,8 +334,9 @@ class Trainer:
         self.model.train()
         batch = batch.to(self.device)
         with self._autocast():
-            logits, _ = self.forward(batch.src, batch.src_lens, batch.tgt_in, tc.teacher_forcing)
-        loss_sum, nll_sum = sequence_loss(logits, batch.tgt_out, tc.label_smoothing)
+            loss_sum, nll_sum = self.objective(
+                batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out, tc.teacher_forcing, tc.label_smoothing
+            )
         self.optimizer.zero_grad(set_to_none=True)
         if self.schedule == "budget":
             for group in self.optimizer.param_groups:

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seq2seq.loss import sequence_loss
+from seq2seq.loss import generator_loss, sequence_loss
 from seq2seq.model import PAD
 
 
@@ -23,3 +23,47 @@ def test_matches_cross_entropy_value_and_gradient(smoothing):
     (ref_grad,) = torch.autograd.grad(ref, logits)
     torch.testing.assert_close(grad, ref_grad.to(grad.dtype), rtol=1e-5, atol=1e-6)
     assert torch.all(grad[~mask] == 0)  # padding gets no gradient
+
+
+def plain_and_fused(features, generator, target, smoothing, chunk):
+    """Loss, NLL and the gradients of features, weight and bias: generator + sequence_loss, then generator_loss."""
+    results = []
+    for fused in (False, True):
+        generator.zero_grad()
+        x = features.detach().requires_grad_()
+        if fused:
+            loss, nll = generator_loss(x, generator, target, smoothing, chunk)
+        else:
+            loss, nll = sequence_loss(generator(x), target, smoothing)
+        (loss * 0.5).backward()  # a scale other than 1 reaches every gradient
+        results.append(
+            (loss.detach(), nll.detach(), x.grad, generator.weight.grad.clone(), generator.bias.grad.clone())
+        )
+    return results
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 64])
+def test_generator_loss_matches_generator_then_loss(chunk):
+    torch.manual_seed(0)
+    generator = torch.nn.Linear(8, 13).double()
+    features = torch.randn(3, 7, 8, dtype=torch.float64)
+    target = torch.randint(1, 13, (3, 7))
+    target[1, 4:] = PAD
+    plain, fused = plain_and_fused(features, generator, target, 0.1, chunk)
+    for a, b in zip(plain, fused):  # the softmax runs in float32 in both
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+    assert torch.all(fused[2][1, 4:] == 0)  # padded positions pass no gradient back
+
+
+def test_generator_loss_under_bf16_autocast_matches_the_plain_path():
+    torch.manual_seed(0)
+    generator = torch.nn.Linear(32, 300)
+    features = torch.randn(4, 50, 32)
+    target = torch.randint(1, 300, (4, 50))
+    target[2, 30:] = PAD
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain, fused = plain_and_fused(features, generator, target, 0.1, 64)
+    assert fused[0].dtype == torch.float32 and fused[3].dtype == torch.float32
+    torch.testing.assert_close(fused[0], plain[0], rtol=1e-3, atol=0)  # loss: float32 softmax either way
+    for a, b in zip(plain[2:], fused[2:]):  # gradients: bfloat16 matmuls either way
+        torch.testing.assert_close(b, a, rtol=0.02, atol=0.02 * a.abs().max().item())
