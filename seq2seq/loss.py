@@ -23,26 +23,34 @@ from seq2seq.model import PAD, Seq2Seq, matmul_ready
 CHUNK = 128  # target positions per chunk of generator_loss: (128, V) float32 is ~2 MB at V = 4k
 
 
+def _loss_terms(logp: Tensor, target: Tensor, smoothing: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Summed loss, summed NLL and the PAD mask ``(N,)`` of log-probabilities ``(N, V)`` against ``target (N,)``."""
+    mask = (target != PAD).to(logp.dtype)
+    nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)  # (N,)
+    loss = (1.0 - smoothing) * nll - smoothing * logp.mean(dim=-1)
+    return (loss * mask).sum(), (nll * mask).sum(), mask
+
+
+def _logits_grad_(logp: Tensor, target: Tensor, mask: Tensor, smoothing: float) -> Tensor:
+    """d loss / d logits ``softmax - (1 - eps) onehot - eps / V`` (0 at PAD), written over ``logp``."""
+    grad = logp.exp_().sub_(smoothing / logp.size(1))
+    grad.scatter_add_(1, target.unsqueeze(1), grad.new_full((grad.size(0), 1), smoothing - 1.0))
+    return grad.mul_(mask.unsqueeze(1))
+
+
 class _SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, target: Tensor, smoothing: float) -> tuple[Tensor, Tensor]:
         logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
-        mask = (target != PAD).to(logp.dtype)  # (N,)
-        nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)  # (N,)
-        loss = (1.0 - smoothing) * nll - smoothing * logp.mean(dim=-1)
+        loss, nll, mask = _loss_terms(logp, target, smoothing)
         ctx.save_for_backward(logp, target, mask)
         ctx.smoothing, ctx.dtype = smoothing, logits.dtype
-        return (loss * mask).sum(), (nll * mask).sum()
+        return loss, nll
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor, grad_nll: Tensor):  # grad_nll: the NLL is only reported
-        logp, target, mask = ctx.saved_tensors
-        eps = ctx.smoothing
-        grad = logp.exp_()  # softmax, reusing the saved buffer: this graph is not run backward twice
-        grad.sub_(eps / logp.size(1))
-        grad.scatter_add_(1, target.unsqueeze(1), grad.new_full((grad.size(0), 1), eps - 1.0))
-        grad.mul_((mask * grad_loss).unsqueeze(1))
-        return grad.to(ctx.dtype), None, None
+        logp, target, mask = ctx.saved_tensors  # logp is overwritten: this graph is not run backward twice
+        return _logits_grad_(logp, target, mask, ctx.smoothing).mul_(grad_loss).to(ctx.dtype), None, None
 
 
 def sequence_loss(logits: Tensor, target: Tensor, smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -67,13 +75,10 @@ class _GeneratorCrossEntropy(torch.autograd.Function):
             for start in range(0, rows, chunk):
                 logp = torch.log_softmax(F.linear(features[start : start + chunk], weight, bias).float(), dim=-1)
                 t = target[start : start + chunk]
-                mask = (t != PAD).to(logp.dtype)
-                nll_t = -logp.gather(1, t.unsqueeze(1)).squeeze(1)
-                loss += (((1.0 - smoothing) * nll_t - smoothing * logp.mean(dim=-1)) * mask).sum()
-                nll += (nll_t * mask).sum()
-                g = logp.exp_().sub_(smoothing / vocab)  # softmax - eps / V
-                g.scatter_add_(1, t.unsqueeze(1), g.new_full((t.size(0), 1), smoothing - 1.0))
-                grad[start : start + chunk] = g.mul_(mask.unsqueeze(1))
+                loss_t, nll_t, mask = _loss_terms(logp, t, smoothing)
+                loss += loss_t
+                nll += nll_t
+                grad[start : start + chunk] = _logits_grad_(logp, t, mask, smoothing)
         ctx.save_for_backward(features, weight, grad)
         ctx.has_bias = bias is not None
         return loss, nll
