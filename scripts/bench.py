@@ -47,6 +47,7 @@ PEER = [
     "data.vocab.size=8000",
     "train.batch_tokens=1100",  # padded tokens of the longer side: ~1,000 target tokens per batch
 ]
+MAX_WARMUP = 150  # training steps before the timed windows: one per batch shape, up to this many
 VARIANTS = {
     "none": ["attention=none"],
     "luong": ["attention=luong", "attention.input_feeding=false"],
@@ -91,12 +92,12 @@ def lstm_flops_hook(counter: list[float]):
     return hook
 
 
-def child(overrides: list[str], windows: int, steps: int, warmup: int) -> dict:
+def child(overrides: list[str], windows: int, steps: int) -> dict:
     """Measure one configuration in this (fresh) process; returns the figures as a dict."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from seq2seq.batching import collate, epoch_batches
+    from seq2seq.batching import collate, epoch_batches, round_up
     from seq2seq.config import compose
     from seq2seq.training import Trainer
 
@@ -106,11 +107,12 @@ def child(overrides: list[str], windows: int, steps: int, warmup: int) -> dict:
         data = trainer.train_data
         src_lens = [len(s) for s in data.src_ids]
         tgt_lens = [len(t) for t in data.tgt_ids]
-        batches = epoch_batches(src_lens, tgt_lens, config.train.batch_tokens, config.train.seed, 0)
+        multiple = config.train.pad_to_multiple
+        batches = epoch_batches(src_lens, tgt_lens, config.train.batch_tokens, config.train.seed, 0, multiple)
 
         def batch_at(i):
             index = batches[i % len(batches)]
-            return collate([data.src_ids[j] for j in index], [data.tgt_ids[j] for j in index])
+            return collate([data.src_ids[j] for j in index], [data.tgt_ids[j] for j in index], multiple)
 
         # FLOPs per target token, on a few real batches
         lstm = [0.0]
@@ -131,16 +133,24 @@ def child(overrides: list[str], windows: int, steps: int, warmup: int) -> dict:
         trainer.model.zero_grad(set_to_none=True)
         flops_per_token = (counted + lstm[0]) / tokens
 
+        # warm-up: one batch of each shape the epoch holds (at most MAX_WARMUP), as after a first epoch:
+        # oneDNN has built its kernels and the heap has held every size of tensor once
+        shapes = {}
+        for i, index in enumerate(batches):
+            longest = (max(src_lens[j] for j in index) + 1, max(tgt_lens[j] for j in index) + 1)
+            shapes.setdefault((len(index), *(round_up(n, multiple) for n in longest)), i)
+        for i in list(shapes.values())[:MAX_WARMUP]:
+            batch = batch_at(i)
+            trainer.train_step(batch, 1.0 / batch.n_tokens)
         rates, step = [], 0
-        for window in range(warmup + windows):
+        for _ in range(windows):
             n_tokens, start = 0, time.perf_counter()
-            for _ in range(steps if window >= warmup else max(steps // 2, 3)):
+            for _ in range(steps):
                 batch = batch_at(step)
                 trainer.train_step(batch, 1.0 / batch.n_tokens)
                 n_tokens += batch.n_tokens
                 step += 1
-            if window >= warmup:
-                rates.append(n_tokens / (time.perf_counter() - start))
+            rates.append(n_tokens / (time.perf_counter() - start))
         trainer.tracker.close()
     precision = config.train.precision
     rate = statistics.median(rates)
@@ -152,6 +162,8 @@ def child(overrides: list[str], windows: int, steps: int, warmup: int) -> dict:
         "mfu": rate * flops_per_token / (ceiling * 1e9),
         "matmul_gflops": ceiling,
         "mean_tgt_tokens_per_batch": sum(tgt_lens[i] + 1 for b in batches for i in b) / len(batches),
+        "batch_shapes": len(shapes),
+        "warmup_steps": min(len(shapes), MAX_WARMUP),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
     }
@@ -215,7 +227,7 @@ def main() -> int:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(json.loads(args.child), args.windows, args.steps, warmup=1)))
+        print(json.dumps(child(json.loads(args.child), args.windows, args.steps)))
         return 0
     if not os.environ.get("SEQ2SEQ_DATA_DIR"):
         print("note: SEQ2SEQ_DATA_DIR is not set, so the corpus comes from the Hugging Face hub", flush=True)

@@ -120,6 +120,7 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     precision: str = "auto"  # auto (bf16 where the device has it natively) | fp32 | bf16 (autocast)
     batch_tokens: int = 2000  # padded tokens per batch, the larger of source and target
+    pad_to_multiple: int = 4  # round padded lengths up to this: few batch shapes, the same every epoch
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     weight_decay: float = 0.0
@@ -159,6 +160,9 @@ class TrainConfig:
         _require(self.threads is None or self.threads >= 1, "train.threads", self.threads, "at least 1")
         _require(self.precision in PRECISIONS, "train.precision", self.precision, ", ".join(PRECISIONS))
         _require(self.batch_tokens >= 1, "train.batch_tokens", self.batch_tokens, "at least 1")
+        _require(
+            self.pad_to_multiple >= 1, "train.pad_to_multiple", self.pad_to_multiple, "at least 1 (1: no rounding)"
+        )
         _require(self.lr > 0, "train.lr", self.lr, "positive")
         _require(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),

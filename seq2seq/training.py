@@ -230,7 +230,9 @@ class Trainer:
             stop = "early stopping (raise train.early_stopping to go on)"
         with self._signals(), logging_redirect_tqdm():
             while stop is None:
-                batches = epoch_batches(src_lens, tgt_lens, tc.batch_tokens, tc.seed, progress.epoch)
+                batches = epoch_batches(
+                    src_lens, tgt_lens, tc.batch_tokens, tc.seed, progress.epoch, tc.pad_to_multiple
+                )
                 bar = tqdm(
                     total=len(batches),
                     initial=progress.batch,
@@ -247,7 +249,9 @@ class Trainer:
                     weight = 1.0 if mine else 0.0
                     mine = mine or index[:1]
                     batch = collate(
-                        [self.train_data.src_ids[i] for i in mine], [self.train_data.tgt_ids[i] for i in mine]
+                        [self.train_data.src_ids[i] for i in mine],
+                        [self.train_data.tgt_ids[i] for i in mine],
+                        tc.pad_to_multiple,
                     )
                     result = self.train_step(batch, weight * self.dist.world / n_tokens)
                     loss_sum, nll_sum, grad_norm = result or (0.0, 0.0, 0.0)
@@ -399,8 +403,9 @@ class Trainer:
         nll_total, tokens = 0.0, 0
         lens_src = [len(s) for s in data.src_ids]
         lens_tgt = [len(t) for t in data.tgt_ids]
-        for index in token_batches(lens_src, lens_tgt, tc.batch_tokens * 2):
-            batch = collate([data.src_ids[i] for i in index], [data.tgt_ids[i] for i in index]).to(self.device)
+        for index in token_batches(lens_src, lens_tgt, tc.batch_tokens * 2, multiple=tc.pad_to_multiple):
+            src, tgt = [data.src_ids[i] for i in index], [data.tgt_ids[i] for i in index]
+            batch = collate(src, tgt, tc.pad_to_multiple).to(self.device)
             with self._autocast():
                 logits, _ = self.model(batch.src, batch.src_lens, batch.tgt_in)
             nll_total += float(sequence_loss(logits, batch.tgt_out, 0.0)[1])

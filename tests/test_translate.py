@@ -49,14 +49,16 @@ def test_beam_keeps_line_count(trained_run):
     )
     assert result.returncode == 0, result.stderr.decode()
     lines = result.stdout.decode().split("\n")
-    assert len(lines) == 4 and lines[0] and lines[1] == "" and lines[2] and lines[3] == ""
+    # a 60-step model's best beam may be the empty sentence; line i must still be sentence i's
+    beam = Translator.from_checkpoint(trained_run / "best.pt").translate(THREE.splitlines(), beam=5)
+    assert len(lines) == 4 and lines[:3] == beam and lines[1] == "" and lines[3] == ""
 
 
 def test_translator_beam_api(trained_run):
     translator = Translator.from_checkpoint(trained_run / "best.pt")
     sentences = THREE.splitlines()
     beam = translator.translate(sentences, beam=5, length_penalty=0.6)
-    assert len(beam) == 3 and beam[1] == "" and beam[0] and beam[2]
+    assert len(beam) == 3 and beam[1] == ""  # a 60-step model's best beam may be empty for the others
     assert translator.translate(sentences, beam=1) == translator.translate(sentences)
     best = translator.nbest(sentences, beam=4, nbest=4)
     assert [len(h) for h in best] == [4, 0, 4]
