@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import datasets
 import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -31,7 +30,7 @@ from seq2seq.averaging import WeightAverage
 from seq2seq.batching import collate, epoch_batches, token_batches
 from seq2seq.checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from seq2seq.config import Config, parse_duration
-from seq2seq.data import filter_pairs, load_split
+from seq2seq.corpus import prepare_data
 from seq2seq.distributed import Distributed
 from seq2seq.errors import CheckpointError, ConfigError, RunDirError, Seq2SeqError
 from seq2seq.faults import crash_point
@@ -43,7 +42,7 @@ from seq2seq.precision import autocast, resolve_precision
 from seq2seq.runtime import bound_onednn_cache
 from seq2seq.search import decode_corpus
 from seq2seq.tracking import Tracker
-from seq2seq.vocab import Vocab, build_vocab
+from seq2seq.vocab import Vocab
 
 log = logging.getLogger("seq2seq")
 
@@ -53,14 +52,6 @@ MOVABLE = ("data.root",)  # ... except where the corpus lives, which may move be
 
 class TrainingError(Seq2SeqError):
     """Training cannot go on (e.g. the loss became NaN)."""
-
-
-@dataclass
-class Split:
-    src_texts: list[str]
-    tgt_texts: list[str]
-    src_ids: list[list[int]]
-    tgt_ids: list[list[int]]
 
 
 @dataclass
@@ -74,28 +65,6 @@ class Progress:
     last_valid_step: int = -1
     train_seconds: float = 0.0  # wall time spent in this run's training processes
     skipped: int = 0  # batches dropped for a non-finite loss (train.nonfinite=skip)
-
-
-def prepare_data(config: Config, vocab: Vocab | None = None) -> tuple[Vocab, Split, Split]:
-    """Load, filter and encode the training and validation splits; train SentencePiece if needed."""
-    data = config.data
-    train_ds, report = filter_pairs(load_split(data, data.train), data.filter)
-    log.info("%s/%s-%s train: %s", data.name, data.src, data.tgt, report)
-    if vocab is None:
-        vocab = build_vocab(list(train_ds["src"]), list(train_ds["tgt"]), data.vocab)
-    log.info("vocabulary: %d source and %d target types", len(vocab.src), len(vocab.tgt))
-    valid_ds = load_split(data, data.valid)  # never filtered
-    if config.train.valid_max_sentences is not None:
-        valid_ds = valid_ds.select(range(min(config.train.valid_max_sentences, valid_ds.num_rows)))
-    return vocab, _encode(train_ds, vocab), _encode(valid_ds, vocab)
-
-
-def _encode(ds: datasets.Dataset, vocab: Vocab) -> Split:
-    def encode(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
-        return {"src_ids": vocab.encode_src(batch["src"]), "tgt_ids": vocab.encode_tgt(batch["tgt"])}
-
-    encoded = ds.map(encode, batched=True, batch_size=4096, new_fingerprint=f"{ds._fingerprint}-{vocab.fingerprint}")
-    return Split(list(encoded["src"]), list(encoded["tgt"]), list(encoded["src_ids"]), list(encoded["tgt_ids"]))
 
 
 def pick_device(name: str) -> torch.device:
@@ -138,9 +107,8 @@ class Trainer:
         self.precision = resolve_precision(tc.precision, self.device)
         if not dist.is_main:
             dist.barrier()  # rank 0 trains SentencePiece and fills the caches first; the others read them
-        self.vocab, self.train_data, self.valid_data = prepare_data(
-            config, Vocab.from_state_dict(resume["vocab"]) if resume else None
-        )
+        vocab_state, self.train_data, self.valid_data = prepare_data(config, resume["vocab"] if resume else None)
+        self.vocab = Vocab.from_state_dict(vocab_state)
         if dist.is_main:
             dist.barrier()
         self.model: Seq2Seq = build_model(len(self.vocab.src), len(self.vocab.tgt), config.model, config.attention)

@@ -1,11 +1,17 @@
 import gzip
+import logging
+import subprocess
+import sys
+from array import array
 
 import pytest
 
-from conftest import CORPORA, compose, write_corpus
+from conftest import CORPORA, TINY, compose, write_corpus
 from seq2seq.config import DataConfig, FilterConfig
+from seq2seq.corpus import prepare_data
 from seq2seq.data import filter_pairs, load_split
 from seq2seq.errors import DataError
+from seq2seq.vocab import Vocab
 
 
 def test_local_split_has_aligned_src_and_tgt(corpus_root):
@@ -76,3 +82,37 @@ def test_filter_that_removes_everything_is_an_error(corpus_root):
     ds = load_split(DataConfig(root=str(corpus_root)), "val")
     with pytest.raises(DataError, match="removed every training pair"):
         filter_pairs(ds, FilterConfig(max_len=1))
+
+
+def test_prepare_data_runs_in_a_child_and_hands_back_compact_ids(corpus_root, caplog):
+    config = compose([*TINY, f"data.root={corpus_root}"])
+    with caplog.at_level(logging.INFO, logger="seq2seq"):
+        state, train, valid = prepare_data(config)
+    vocab = Vocab.from_state_dict(state)
+    assert len(train.src_ids) == len(train.tgt_ids) == 1500 and train.src_texts == []  # training needs no texts
+    assert len(valid.src_ids) == len(valid.src_texts) == 16  # train.valid_max_sentences
+    assert all(isinstance(ids, array) and ids.typecode == "i" for ids in train.src_ids + valid.tgt_ids)
+    assert [list(ids) for ids in valid.src_ids] == vocab.encode_src(valid.src_texts)
+    assert [list(ids) for ids in valid.tgt_ids] == vocab.encode_tgt(valid.tgt_texts)
+    assert any("kept 1500 of 1500 training pairs" in r.getMessage() for r in caplog.records)  # the child's log
+    again, _, _ = prepare_data(config, state)  # a resumed run's vocabulary is used as it is
+    assert again == state
+
+
+def test_prepare_data_raises_the_childs_data_error(tmp_path):
+    write_corpus(tmp_path / "multi30k", {"train": 20, "val": 5})
+    (tmp_path / "multi30k" / "val.en.gz").write_bytes(gzip.compress(b"one line\n"))
+    with pytest.raises(DataError, match="misaligned corpus: .*val.de.gz has 5 lines"):
+        prepare_data(compose([*TINY, f"data.root={tmp_path}"]))
+
+
+def test_the_training_process_never_imports_datasets(corpus_root, tmp_path):
+    """`datasets` (pyarrow, pandas: ~0.1 GB resident) stays in the child that prepares the corpus."""
+    script = (
+        "import sys; from seq2seq.config import compose; from seq2seq.training import Trainer; "
+        f"t = Trainer(compose({[*TINY, f'data.root={corpus_root}']!r}), __import__('pathlib').Path({str(tmp_path)!r})); "
+        "t.tracker.close(); print(len(t.train_data.src_ids), 'datasets' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1500", "False"]

@@ -1,0 +1,126 @@
+"""A run's training and validation data, prepared in a short-lived child process.
+
+Loading through ``datasets`` imports pyarrow, pandas and the hub client: ``import datasets``
+alone keeps about 0.1 GB resident (99 MB here), and a training process would carry it for its
+whole life. :func:`prepare_data` therefore loads, filters and encodes the corpus (training or
+loading SentencePiece on the way) in a child Python process (``python -m seq2seq.corpus``, so no
+script is re-imported, as multiprocessing's spawn would) and takes back only what training needs:
+the vocabulary, each sentence's ids as a compact ``array`` (4 bytes a token instead of a Python
+int object) and the validation texts. A :class:`~seq2seq.errors.DataError` in the child (a
+missing or misaligned corpus, say) is raised again here, and the child's log lines are logged
+here, so nothing looks different to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import traceback
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seq2seq.config import Config
+from seq2seq.errors import DataError, Seq2SeqError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    src_ids: list[array]  # per sentence, array("i") of token ids (no EOS)
+    tgt_ids: list[array]
+    src_texts: list[str] = field(default_factory=list)  # raw texts: kept for validation only
+    tgt_texts: list[str] = field(default_factory=list)
+
+
+def prepare_data(config: Config, vocab_state: dict | None = None) -> tuple[dict, Split, Split]:
+    """``(vocabulary state, training split, validation split)`` for ``config``, from a child process.
+
+    ``vocab_state`` (a resumed run's) skips SentencePiece training; the returned state goes to
+    :meth:`seq2seq.vocab.Vocab.from_state_dict`.
+    """
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory(prefix="seq2seq-corpus-") as tmp:
+        request, reply = Path(tmp, "request.pkl"), Path(tmp, "reply.pkl")
+        request.write_bytes(pickle.dumps((config.to_dict(), vocab_state)))
+        done = subprocess.run([sys.executable, "-m", "seq2seq.corpus", str(request), str(reply)], env=env)
+        if not reply.exists():
+            raise DataError(f"the process preparing the corpus exited with status {done.returncode} before it finished")
+        outcome = pickle.loads(reply.read_bytes())
+    if "error" in outcome:
+        raise outcome["error"]
+    for record in outcome["log"]:
+        logging.getLogger(record.name).handle(record)
+    return outcome["vocab"], outcome["train"], outcome["valid"]
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.msg, record.args, record.exc_info = record.getMessage(), None, None  # picklable
+        self.records.append(record)
+
+
+def _prepare(config_dict: dict[str, Any], vocab_state: dict | None):
+    """The child's work (imports ``datasets`` here, never in the training process)."""
+    from seq2seq.data import filter_pairs, load_split
+    from seq2seq.vocab import Vocab, build_vocab
+
+    collect = _Collect()
+    logger = logging.getLogger("seq2seq")
+    logger.addHandler(collect)
+    logger.setLevel(logging.INFO)
+    config = Config.from_dict(config_dict)
+    data = config.data
+    train_ds, report = filter_pairs(load_split(data, data.train), data.filter)
+    log.info("%s/%s-%s train: %s", data.name, data.src, data.tgt, report)
+    if vocab_state is None:
+        vocab = build_vocab(list(train_ds["src"]), list(train_ds["tgt"]), data.vocab)
+    else:
+        vocab = Vocab.from_state_dict(vocab_state)
+    log.info("vocabulary: %d source and %d target types", len(vocab.src), len(vocab.tgt))
+    valid_ds = load_split(data, data.valid)  # never filtered
+    if config.train.valid_max_sentences is not None:
+        valid_ds = valid_ds.select(range(min(config.train.valid_max_sentences, valid_ds.num_rows)))
+    train = _encode(train_ds, vocab, keep_texts=False)
+    valid = _encode(valid_ds, vocab, keep_texts=True)
+    return {"vocab": vocab.state_dict(), "train": train, "valid": valid, "log": collect.records}
+
+
+def _encode(ds, vocab, keep_texts: bool) -> Split:
+    def encode(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+        return {"src_ids": vocab.encode_src(batch["src"]), "tgt_ids": vocab.encode_tgt(batch["tgt"])}
+
+    encoded = ds.map(encode, batched=True, batch_size=4096, new_fingerprint=f"{ds._fingerprint}-{vocab.fingerprint}")
+    split = Split([array("i", ids) for ids in encoded["src_ids"]], [array("i", ids) for ids in encoded["tgt_ids"]])
+    if keep_texts:
+        split.src_texts, split.tgt_texts = list(encoded["src"]), list(encoded["tgt"])
+    return split
+
+
+def _main(request: Path, reply: Path) -> int:
+    config_dict, vocab_state = pickle.loads(request.read_bytes())
+    try:
+        outcome = _prepare(config_dict, vocab_state)
+    except Seq2SeqError as error:  # bad input: the parent raises it again, with its message
+        outcome = {"error": error}
+    except Exception:  # a bug: its traceback, raised in the parent
+        outcome = {"error": RuntimeError(f"preparing the corpus failed:\n{traceback.format_exc()}")}
+    reply.write_bytes(pickle.dumps(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    from seq2seq.corpus import _main as main  # the module under its own name, so Split pickles as seq2seq.corpus.Split
+
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
