@@ -287,6 +287,10 @@ class Decoder(nn.Module):
         """
         if teacher_forcing >= 1.0 and self.parallel:
             return self.forward_parallel(tgt_in, memory)
+        # columns that are padding in every row (train.pad_to_multiple adds up to 3) take no step:
+        # the loop stops after the longest sentence and the outputs are zero-padded back to T
+        width, steps = tgt_in.size(1), int((tgt_in != PAD).sum(1).max())  # one host sync per batch
+        tgt_in = tgt_in[:, :steps]
         state = self.init_state(memory)
         outs, weights = [], []
         if teacher_forcing >= 1.0:  # every input is known: embed and project them all at once
@@ -310,6 +314,9 @@ class Decoder(nn.Module):
                 weights.append(w)
         features = self.readout(torch.stack(outs, dim=1))  # (B, T, D): one readout after the loop
         attn = None if weights[0] is None else torch.stack(weights, dim=1)  # (B, T, S)
+        if steps < width:
+            features = F.pad(features, (0, 0, 0, width - steps))
+            attn = None if attn is None else F.pad(attn, (0, 0, 0, width - steps))
         return features, attn
 
 
