@@ -39,7 +39,7 @@ from seq2seq.metrics import corpus_scores
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.plots import attention_figure
 from seq2seq.precision import autocast, resolve_precision
-from seq2seq.runtime import bound_onednn_cache
+from seq2seq.runtime import bound_kernel_caches
 from seq2seq.search import decode_corpus
 from seq2seq.tracking import Tracker
 from seq2seq.vocab import Vocab
@@ -95,7 +95,7 @@ class Trainer:
         resume: dict[str, Any] | None = None,
         dist: Distributed | None = None,
     ):
-        bound_onednn_cache()  # before this process's first oneDNN primitive
+        bound_kernel_caches()  # before this process's first oneDNN kernel
         self.config, self.out_dir = config, out_dir
         self.dist = dist = dist or Distributed()
         tc = config.train

@@ -29,6 +29,7 @@ from seq2seq.config import Config
 from seq2seq.errors import CheckpointError, Seq2SeqError
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.precision import PRECISIONS, resolve_precision
+from seq2seq.runtime import bound_kernel_caches
 from seq2seq.search import Hypothesis, decode_corpus_nbest
 from seq2seq.vocab import Vocab
 
@@ -41,6 +42,7 @@ class Translator:
 
     def __init__(self, model: Seq2Seq, vocab: Vocab, config: Config, device: torch.device, precision: str = "auto"):
         """``precision``: ``auto`` (bf16 autocast where the device has it natively), ``fp32`` or ``bf16``."""
+        bound_kernel_caches()  # before the first decoding step builds a kernel (a no-op after training)
         self.model, self.vocab, self.config, self.device = model.eval(), vocab, config, device
         self.precision = resolve_precision(precision, device)
 
