@@ -65,11 +65,12 @@ class _GeneratorCrossEntropy(torch.autograd.Function):
     """``_SmoothedCrossEntropy(features @ weight.T + bias)``, chunk by chunk over the rows."""
 
     @staticmethod
-    def forward(ctx, features, weight, bias, target, smoothing: float, chunk: int):
+    def forward(ctx, features, weight, bias, target, smoothing: float, chunk: int, backward: bool):
         rows, vocab = features.size(0), weight.size(0)
         with torch.autocast(features.device.type, enabled=False):  # the caller chose the dtypes
             bias = None if bias is None else bias.to(features.dtype)
-            grad = features.new_empty(rows, vocab)  # d loss / d logits, in the matmul dtype
+            # d loss / d logits, in the matmul dtype; nothing to keep when no backward pass follows
+            grad = features.new_empty(rows, vocab) if backward else None
             loss = features.new_zeros((), dtype=torch.float32)
             nll = torch.zeros_like(loss)
             for start in range(0, rows, chunk):
@@ -78,8 +79,10 @@ class _GeneratorCrossEntropy(torch.autograd.Function):
                 loss_t, nll_t, mask = _loss_terms(logp, t, smoothing)
                 loss += loss_t
                 nll += nll_t
-                grad[start : start + chunk] = _logits_grad_(logp, t, mask, smoothing)
-        ctx.save_for_backward(features, weight, grad)
+                if grad is not None:
+                    grad[start : start + chunk] = _logits_grad_(logp, t, mask, smoothing)
+        if grad is not None:
+            ctx.save_for_backward(features, weight, grad)
         ctx.has_bias = bias is not None
         return loss, nll
 
@@ -92,7 +95,7 @@ class _GeneratorCrossEntropy(torch.autograd.Function):
             grad_features = torch.mm(grad, weight).mul_(grad_loss)
             grad_weight = torch.mm(grad.t(), features).mul_(grad_loss)
             grad_bias = grad.sum(0, dtype=torch.float32).mul_(grad_loss) if ctx.has_bias else None
-        return grad_features, grad_weight, grad_bias, None, None, None
+        return grad_features, grad_weight, grad_bias, None, None, None, None
 
 
 def generator_loss(
@@ -101,13 +104,13 @@ def generator_loss(
     """:func:`sequence_loss` of ``generator(features)``, without the whole ``(B, T, V)`` logits.
 
     ``features`` is ``(B, T, D)``, ``target`` ``(B, T)``. Under autocast the matrix multiplies run
-    in its dtype, as ``generator`` would, and the softmax in float32.
+    in its dtype, as ``generator`` would, and the softmax in float32. Without autograd (validation)
+    the logits' gradient is neither computed nor kept: the memory is one chunk's.
     """
-    rows = features.reshape(-1, features.size(-1))
-    weight = matmul_ready(generator.weight)
-    return _GeneratorCrossEntropy.apply(
-        matmul_ready(rows), weight, generator.bias, target.reshape(-1), smoothing, chunk
-    )
+    rows = matmul_ready(features.reshape(-1, features.size(-1)))
+    weight, bias = matmul_ready(generator.weight), generator.bias
+    backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (rows, weight, bias))
+    return _GeneratorCrossEntropy.apply(rows, weight, bias, target.reshape(-1), smoothing, chunk, backward)
 
 
 class Objective(nn.Module):

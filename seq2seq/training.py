@@ -34,7 +34,7 @@ from seq2seq.corpus import prepare_data
 from seq2seq.distributed import Distributed
 from seq2seq.errors import CheckpointError, ConfigError, RunDirError, Seq2SeqError
 from seq2seq.faults import crash_point
-from seq2seq.loss import Objective, sequence_loss
+from seq2seq.loss import Objective, generator_loss
 from seq2seq.metrics import corpus_scores
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.plots import attention_figure
@@ -374,9 +374,9 @@ class Trainer:
         for index in token_batches(lens_src, lens_tgt, tc.batch_tokens * 2, multiple=tc.pad_to_multiple):
             src, tgt = [data.src_ids[i] for i in index], [data.tgt_ids[i] for i in index]
             batch = collate(src, tgt, tc.pad_to_multiple).to(self.device)
-            with self._autocast():
-                logits, _ = self.model(batch.src, batch.src_lens, batch.tgt_in)
-            nll_total += float(sequence_loss(logits, batch.tgt_out, 0.0)[1])
+            with self._autocast():  # chunked like training: the batch's (B, T, V) logits never exist
+                features, _ = self.model.features(batch.src, batch.src_lens, batch.tgt_in)
+                nll_total += float(generator_loss(features, self.model.generator, batch.tgt_out)[1])
             tokens += batch.n_tokens
         crash_point("validation")  # tests: killed between the loss pass and decoding
         hyps = decode_corpus(

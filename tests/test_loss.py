@@ -67,3 +67,20 @@ def test_generator_loss_under_bf16_autocast_matches_the_plain_path():
     torch.testing.assert_close(fused[0], plain[0], rtol=1e-3, atol=0)  # loss: float32 softmax either way
     for a, b in zip(plain[2:], fused[2:]):  # gradients: bfloat16 matmuls either way
         torch.testing.assert_close(b, a, rtol=0.02, atol=0.02 * a.abs().max().item())
+
+
+def test_generator_loss_without_autograd_gives_the_same_values():
+    """Validation takes the chunked loss under inference_mode, where no logits gradient is kept."""
+    torch.manual_seed(0)
+    generator = torch.nn.Linear(8, 13).double()
+    features = torch.randn(3, 7, 8, dtype=torch.float64)
+    target = torch.randint(1, 13, (3, 7))
+    target[0, 2:] = PAD
+    with_grad = generator_loss(features, generator, target, 0.1, 4)
+    with torch.inference_mode():
+        without = generator_loss(features, generator, target, 0.1, 4)
+    assert not without[0].requires_grad
+    torch.testing.assert_close(without[0], with_grad[0].detach())
+    torch.testing.assert_close(without[1], with_grad[1].detach())
+    reference = sequence_loss(generator(features), target, 0.1)
+    torch.testing.assert_close(without[1], reference[1].detach(), rtol=1e-6, atol=1e-7)
