@@ -242,7 +242,9 @@ def main() -> int:
         "train": {},
     }
     print(f"matmul GFLOP/s: fp32 {report['matmul_gflops']['fp32']:.0f}, bf16 {report['matmul_gflops']['bf16']:.0f}")
-    print(f"{'variant':<18} {'fp32 tok/s':>10} {'bf16 tok/s':>10} {'MFU fp32':>8} {'MFU bf16':>8} {'RSS MB':>7}")
+    print(
+        f"{'variant':<18} {'fp32 tok/s':>10} {'bf16 tok/s':>10} {'MFU fp32':>8} {'MFU bf16':>8} {'peak RSS MB fp32 / bf16':>24}"
+    )
     for name, overrides in [*VARIANTS.items(), ("default_bahdanau", None)]:
         base = [*PEER, *overrides] if overrides else ["attention=bahdanau"]
         fp32 = measure([*base, "train.precision=fp32"], args)
@@ -261,7 +263,7 @@ def main() -> int:
         (report["train"] if overrides else report.setdefault("default_model", {}))[name] = row
         print(
             f"{name:<18} {row['tgt_tok_per_s']:>10,.0f} {row['tgt_tok_per_s_bf16']:>10,.0f} "
-            f"{row['mfu']:>8.1%} {row['mfu_bf16']:>8.1%} {row['peak_rss_mb']:>7,.0f}",
+            f"{row['mfu']:>8.1%} {row['mfu_bf16']:>8.1%} {row['peak_rss_mb']:>15,.0f} / {row['peak_rss_mb_bf16']:>6,.0f}",
             flush=True,
         )
     ckpt = args.ckpt or train_checkpoint(args.train_minutes)
