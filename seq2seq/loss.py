@@ -6,8 +6,8 @@ The autograd graph of the composite (log_softmax, gather, mean) makes four passe
 ``(N, V)`` logits in the backward pass and is a sixth of a training step on CPU. Its gradient
 has a closed form, ``softmax(x) - (1 - eps) * onehot(y) - eps / V``, computed here in place.
 
-Training goes one step further (:func:`generator_loss`): the output layer and the loss run
-together over chunks of 128 target positions, so the float32 logits and log-probabilities of
+Training and validation go one step further (:func:`generator_loss`): the output layer and the
+loss run together over chunks of 128 target positions, so the float32 logits and log-probabilities of
 the whole batch never exist, only each chunk's, which stay in cache; what is kept for the
 backward pass is the logits' gradient in the matmul dtype.
 """
@@ -38,31 +38,8 @@ def _logits_grad_(logp: Tensor, target: Tensor, mask: Tensor, smoothing: float) 
     return grad.mul_(mask.unsqueeze(1))
 
 
-class _SmoothedCrossEntropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits: Tensor, target: Tensor, smoothing: float) -> tuple[Tensor, Tensor]:
-        logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
-        loss, nll, mask = _loss_terms(logp, target, smoothing)
-        ctx.save_for_backward(logp, target, mask)
-        ctx.smoothing, ctx.dtype = smoothing, logits.dtype
-        return loss, nll
-
-    @staticmethod
-    def backward(ctx, grad_loss: Tensor, grad_nll: Tensor):  # grad_nll: the NLL is only reported
-        logp, target, mask = ctx.saved_tensors  # logp is overwritten: this graph is not run backward twice
-        return _logits_grad_(logp, target, mask, ctx.smoothing).mul_(grad_loss).to(ctx.dtype), None, None
-
-
-def sequence_loss(logits: Tensor, target: Tensor, smoothing: float = 0.0) -> tuple[Tensor, Tensor]:
-    """Summed label-smoothed loss and summed NLL over the non-PAD positions of ``target (B, T)``.
-
-    ``logits`` is ``(B, T, V)``; only the first value carries a gradient.
-    """
-    return _SmoothedCrossEntropy.apply(logits.reshape(-1, logits.size(-1)), target.reshape(-1), smoothing)
-
-
 class _GeneratorCrossEntropy(torch.autograd.Function):
-    """``_SmoothedCrossEntropy(features @ weight.T + bias)``, chunk by chunk over the rows."""
+    """The smoothed cross-entropy of ``features @ weight.T + bias``, chunk by chunk over the rows."""
 
     @staticmethod
     def forward(ctx, features, weight, bias, target, smoothing: float, chunk: int, backward: bool):
@@ -101,7 +78,8 @@ class _GeneratorCrossEntropy(torch.autograd.Function):
 def generator_loss(
     features: Tensor, generator: nn.Linear, target: Tensor, smoothing: float = 0.0, chunk: int = CHUNK
 ) -> tuple[Tensor, Tensor]:
-    """:func:`sequence_loss` of ``generator(features)``, without the whole ``(B, T, V)`` logits.
+    """Summed label-smoothed loss and summed NLL of ``generator(features)`` over the non-PAD
+    positions of ``target``, without the whole ``(B, T, V)`` logits; only the loss carries a gradient.
 
     ``features`` is ``(B, T, D)``, ``target`` ``(B, T)``. Under autocast the matrix multiplies run
     in its dtype, as ``generator`` would, and the softmax in float32. Without autograd (validation)
