@@ -65,6 +65,11 @@ class Progress:
     last_valid_step: int = -1
     train_seconds: float = 0.0  # wall time spent in this run's training processes
     skipped: int = 0  # batches dropped for a non-finite loss (train.nonfinite=skip)
+    # how the epoch in progress was cut into batches: [batch_tokens, seed, pad_to_multiple]. A run
+    # resumed mid-epoch with other values finishes the epoch as it was cut, so that `batch` counts
+    # batches of the same list and no pair is trained twice or skipped; the new values start at the
+    # next epoch
+    epoch_batching: list[int] | None = None
 
 
 def pick_device(name: str) -> torch.device:
@@ -198,9 +203,8 @@ class Trainer:
             stop = "early stopping (raise train.early_stopping to go on)"
         with self._signals(), logging_redirect_tqdm():
             while stop is None:
-                batches = epoch_batches(
-                    src_lens, tgt_lens, tc.batch_tokens, tc.seed, progress.epoch, tc.pad_to_multiple
-                )
+                batch_tokens, seed, multiple = self._epoch_batching()
+                batches = epoch_batches(src_lens, tgt_lens, batch_tokens, seed, progress.epoch, multiple)
                 bar = tqdm(
                     total=len(batches),
                     initial=progress.batch,
@@ -219,7 +223,7 @@ class Trainer:
                     batch = collate(
                         [self.train_data.src_ids[i] for i in mine],
                         [self.train_data.tgt_ids[i] for i in mine],
-                        tc.pad_to_multiple,
+                        multiple,
                     )
                     result = self.train_step(batch, weight * self.dist.world / n_tokens)
                     loss_sum, nll_sum, grad_norm = result or (0.0, 0.0, 0.0)
@@ -263,6 +267,24 @@ class Trainer:
                     if progress.epoch >= tc.max_epochs:
                         stop = "max_epochs"
         return self._finish(stop)
+
+    def _epoch_batching(self) -> list[int]:
+        """``[batch_tokens, seed, pad_to_multiple]`` that cut the current epoch into batches."""
+        tc, progress = self.config.train, self.progress
+        current = [tc.batch_tokens, tc.seed, tc.pad_to_multiple]
+        saved = progress.epoch_batching
+        if progress.batch > 0 and saved is not None and list(saved) != current:
+            log.warning(
+                "epoch %d was cut into batches with batch_tokens=%d, seed=%d, pad_to_multiple=%d and is %d "
+                "batches in: it finishes that way; the new values apply from epoch %d",
+                progress.epoch + 1,
+                *saved,
+                progress.batch,
+                progress.epoch + 2,
+            )
+            return list(saved)
+        progress.epoch_batching = current
+        return current
 
     def _finish(self, stop: str) -> dict[str, float]:
         progress = self.progress
@@ -508,6 +530,9 @@ class Trainer:
         if self.scheduler is not None and payload.get("scheduler") is not None:
             self.scheduler.load_state_dict(payload["scheduler"])
         self.progress = Progress(**payload["progress"])
+        if self.progress.epoch_batching is None:  # written before the field existed: by its own config
+            saved = payload["config"]["train"]
+            self.progress.epoch_batching = [saved["batch_tokens"], saved["seed"], saved.get("pad_to_multiple", 1)]
         self.metrics = dict(payload.get("metrics", {}))
         saved_ranks = payload.get("rng_by_rank") or [payload["rng"]]
         if len(saved_ranks) == self.dist.world:

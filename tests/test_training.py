@@ -1,13 +1,16 @@
 """A few real training steps per attention variant on real Multi30k lines."""
 
+from collections import Counter
+
 import pytest
 import torch
 
 from conftest import ATTENTIONS, TINY, compose, events
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.errors import RunDirError
+from seq2seq.model import EOS
 from seq2seq.precision import resolve_precision
-from seq2seq.training import budget_lr, train
+from seq2seq.training import Trainer, budget_lr, train
 
 SCALARS = {
     "train/loss",
@@ -77,6 +80,29 @@ def test_resume_continues_and_matches_an_uninterrupted_run(corpus_root, tmp_path
         assert set(a[weights]) == set(b[weights])
         for key in a[weights]:
             torch.testing.assert_close(a[weights][key], b[weights][key], rtol=0, atol=0)
+
+
+def test_resume_with_other_batching_finishes_the_epoch_as_it_was_cut(corpus_root, tmp_path, monkeypatch, caplog):
+    """Every pair is trained on once in an epoch that a resume with new batch settings splits."""
+    seen = []
+
+    def recording_step(self, batch, scale):
+        seen.extend(tuple(row[: int(n)].tolist()) for row, n in zip(batch.src, batch.src_lens))
+        return train_step(self, batch, scale)
+
+    train_step = Trainer.train_step
+    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    base = [*TINY, "attention=none", f"data.root={corpus_root}", "train.valid_every=1000"]
+    train(compose([*base, "train.max_steps=7"]), tmp_path)
+    assert len(seen) > 0
+    overrides = ["train.batch_tokens=500", "train.pad_to_multiple=1", "train.seed=3"]
+    overrides += ["train.max_steps=null", "train.max_epochs=1", "train.resume=true"]
+    with caplog.at_level("WARNING", logger="seq2seq"):
+        result = train(compose([*base, *overrides]), tmp_path)
+    assert result["stop"] == "max_epochs"
+    pairs = Trainer(compose([*base, "train.max_steps=1"]), tmp_path / "probe").train_data
+    assert Counter(seen) == Counter(tuple(src) + (EOS,) for src in pairs.src_ids)
+    assert "epoch 1 was cut into batches with batch_tokens=700" in caplog.text
 
 
 def test_resume_refuses_a_model_change(trained_run):
