@@ -6,7 +6,9 @@ whose batches shrink as sentences finish) bring many shapes:
 - oneDNN's primitive cache (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, 1,024 entries by default): the
   LSTM kernels and bfloat16 matrix multiplies. On the peer Luong model in bf16, resident memory
   reached 1.96 GB after 400 steps with 1,024 entries and 1.64 GB with 256; training speed with
-  256 and 1,024 was the same within this host's noise, 128 measured up to 6 % slower on Bahdanau.
+  256 and 1,024 was the same within this host's noise, 128 measured up to 6 % slower on Bahdanau,
+  and 64 saved another 100-125 MB at 8 % (Luong) and 23-25 % (Bahdanau) of the speed: the working
+  set of kernels of an epoch's few dozen batch shapes sits between 64 and 256 entries.
 - ideep's cache of the bf16 matmul operations PyTorch builds on oneDNN (``LRU_CACHE_CAPACITY``,
   1,024 entries by default). Its entries hold their own buffers, and validation's decoding adds
   hundreds of shapes: with 1,024 entries, the heap memory in use grew from 380 to 570 MB over
