@@ -44,6 +44,8 @@ class Memory:
     keys_proj: Tensor | None = None  # attention.prepare(states)
     extra_gates: Tensor | None = None  # (B, 4H): a constant extra LSTM input's share of the gates (none)
     extra_weight: Tensor | None = None  # the first LSTM layer's input weight past the embedding's columns
+    embed_weight: Tensor | None = None  # ... and its embedding's columns (4H, E)
+    gate_bias: Tensor | None = None  # its two biases summed (4H,)
 
     def select(self, index: Tensor) -> Memory:
         """Rows ``index`` of the batch (beam search expands and reorders with this)."""
@@ -57,7 +59,9 @@ class Memory:
             self.summary.index_select(0, index),
             rows(self.keys_proj),
             rows(self.extra_gates),
-            self.extra_weight,  # a weight, the same for every row
+            self.extra_weight,  # weights, the same for every row
+            self.embed_weight,
+            self.gate_bias,
         )
 
 
@@ -215,9 +219,12 @@ class Decoder(nn.Module):
         if self.attention is not None:
             memory.states = matmul_ready(memory.states)
             memory.keys_proj = self.attention.prepare(memory.states)
+        # the first LSTM layer's input weight, split at the embedding's columns, sliced and cast once
+        # per batch: autocast caches the cast of a whole weight but casts a slice at every use
+        memory.embed_weight = matmul_ready(self.rnn.weight_ih_l0[:, : self.embedding_size])  # (4H, E)
+        memory.gate_bias = self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0
         if self.rnn.input_size > self.embedding_size:
-            # the input weight of what follows the embedding (4H, I - E): sliced and cast once per batch
-            memory.extra_weight = matmul_ready(self.rnn.weight_ih_l0[:, self.embedding_size :])
+            memory.extra_weight = matmul_ready(self.rnn.weight_ih_l0[:, self.embedding_size :])  # (4H, I - E)
         return memory
 
     def init_state(self, memory: Memory) -> State:
@@ -225,14 +232,13 @@ class Decoder(nn.Module):
         h, c = init.view(-1, 2, self.layers, self.hidden_size).permute(1, 2, 0, 3).contiguous()  # (L, B, H) each
         return State(h, c)
 
-    def input_gates(self, emb: Tensor) -> Tensor:
-        """The embedding's share of the first LSTM layer's gates, ``(..., E) -> (..., 4H)``.
+    def input_gates(self, emb: Tensor, memory: Memory) -> Tensor:
+        """The embedding's share of the first LSTM layer's gates, biases included, ``(..., E) -> (..., 4H)``.
 
         It does not depend on the recurrence, so training computes it for all target positions in
         one matmul before the step loop instead of once per step.
         """
-        weight = self.rnn.weight_ih_l0[:, : emb.size(-1)]
-        return F.linear(emb, weight, self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0)
+        return F.linear(emb, memory.embed_weight, memory.gate_bias)
 
     def rnn_step(self, gates_in: Tensor, state: State) -> tuple[Tensor, Tensor]:
         """One step of the stacked LSTM with ``self.rnn``'s weights -> new ``(h, c)``, each ``(L, B, H)``.
@@ -263,8 +269,11 @@ class Decoder(nn.Module):
 
     def step(self, y_prev: Tensor, state: State, memory: Memory) -> tuple[Tensor, State, Tensor | None]:
         """One decoder step: ``y_prev (B,)`` -> readout input ``(B, R)``, new state, weights ``(B, S)`` or None."""
-        emb = self.dropout(self.embedding(y_prev))  # (B, E)
-        return self.step_embedded(emb, self.input_gates(emb), state, memory)
+        # cast here, under autocast: the readout input concatenates it with the bf16 states, which a
+        # float32 embedding would turn into three float32 copies per step (the teacher-forced loop
+        # in forward keeps a float32 embedding, whose two gradients then sum in float32)
+        emb = matmul_ready(self.dropout(self.embedding(y_prev)))  # (B, E)
+        return self.step_embedded(emb, self.input_gates(emb, memory), state, memory)
 
     def step_embedded(self, emb: Tensor, pre: Tensor, state: State, memory: Memory):
         """:meth:`step` from the embedding ``(B, E)`` and its :meth:`input_gates` ``(B, 4H)``."""
@@ -295,7 +304,7 @@ class Decoder(nn.Module):
         outs, weights = [], []
         if teacher_forcing >= 1.0:  # every input is known: embed and project them all at once
             emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
-            pre = self.input_gates(emb)  # (B, T, 4H)
+            pre = self.input_gates(emb, memory)  # (B, T, 4H)
             # unbind, not [:, t]: each indexing op's backward would write a full (B, T, .) gradient
             for emb_t, pre_t in zip(emb.unbind(1), pre.unbind(1)):
                 out, state, w = self.step_embedded(emb_t, pre_t, state, memory)
