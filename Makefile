@@ -8,7 +8,7 @@ BUDGET ?= 10m
 SEEDS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format demo train eval bench length-study tensorboard clean
+.PHONY: help install test lint format demo train eval bench peers length-study tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ train:  ## train the default model (Bahdanau attention on Multi30k de-en)
 
 eval:  ## score a run's best.pt on its test splits (RUN=outputs/... or the newest run; BEAM=5 for beam search)
 	$(PYTHON) -m seq2seq.evaluate $(if $(RUN),--run $(RUN)) --beam $(BEAM)
+
+peers:  ## OpenNMT-py 3.5.1 on bench's peer model, on this host now -> outputs/peers/opennmt.json
+	$(PYTHON) scripts/peer_opennmt.py
 
 length-study:  ## none/luong/bahdanau, same budget, BLEU by source length (DATA=, BUDGET=10m, SEEDS=1)
 	$(PYTHON) scripts/length_study.py --data $(DATA) --budget $(BUDGET) --seeds $(SEEDS)

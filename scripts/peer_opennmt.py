@@ -1,0 +1,192 @@
+"""OpenNMT-py 3.5.1 on the speed issue's peer model, measured on this host now, for ``make bench``'s ratios.
+
+    SEQ2SEQ_DATA_DIR=../shared/corpora python scripts/peer_opennmt.py     # ~8 minutes on 2 cores
+
+This host's matrix-multiply speed changes by 2x from hour to hour, so the speed targets (ratios
+to OpenNMT-py) are only meaningful with both systems measured in the same hour. The script
+installs OpenNMT-py 3.5.1 into ``outputs/peers/venv`` (a virtual environment that sees this
+project's torch: OpenNMT-py pins torch < 2.3 but trains and translates with 2.13 for this model),
+cuts Multi30k de-en with a joint SentencePiece BPE 8k into per-side vocabularies as bench's peer
+config does, trains the peer model (embeddings 256, bidirectional LSTM encoder 2 x 128, LSTM
+decoder 256 with input feeding, dropout 0.2, Adam, batches of 64 sentences) with additive
+(``mlp``) and ``general`` attention, and translates test_2016_flickr greedily and with beam 5.
+It prints the figures and writes ``outputs/peers/opennmt.json``:
+
+- training: OpenNMT-py's own target tokens/s (non-padding gold tokens, EOS included, as bench
+  counts them), the median of its 50-step reports after the first, and the peak RSS;
+- decoding: 1,000 sentences over OpenNMT-py's reported translation time (model loading excluded),
+  with the additive model after 1,000 updates (bench decodes a model of similar training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "outputs" / "peers"
+VENV = OUT / "venv"
+DEPS = "configargparse ctranslate2 fasttext-wheel flask pyahocorasick pyonmttok pyyaml rapidfuzz six spacy waitress"
+
+MODEL = """\
+encoder_type: brnn
+decoder_type: rnn
+rnn_type: LSTM
+enc_layers: 2
+dec_layers: 1
+enc_hid_size: 256  # bidirectional: 128 per direction
+dec_hid_size: 256
+word_vec_size: 256
+input_feed: 1
+dropout: [0.2]
+optim: adam
+learning_rate: 0.001
+batch_type: sents
+batch_size: 64
+valid_steps: 1000000
+save_checkpoint_steps: 1000000
+report_every: 50
+seed: 1
+"""
+
+
+def run(command: list[str], log: Path, env: dict | None = None) -> tuple[str, float]:
+    """Run ``command`` with its output in ``log``: the output and the command's peak RSS in MB.
+
+    A failure stops the script with the log's tail.
+    """
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = log.read_text()
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(command[:3])} ... failed ({proc.returncode}), see {log}:\n{text[-3000:]}")
+    return text, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def install() -> Path:
+    """OpenNMT-py 3.5.1 and its dependencies, torch excepted, in ``outputs/peers/venv``."""
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        print("installing OpenNMT-py 3.5.1 into", VENV, flush=True)
+        log = OUT / "install.log"
+        run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)], log)
+        run([str(python), "-m", "pip", "install", "-q", "--no-deps", "OpenNMT-py==3.5.1"], log)
+        run([str(python), "-m", "pip", "install", "-q", *DEPS.split()], log)
+    return VENV / "bin"
+
+
+def prepare(corpus: Path) -> Path:
+    """Joint BPE 8k over both training sides, every split encoded to pieces, per-side vocabularies."""
+    import gzip
+
+    import sentencepiece as spm
+
+    data = OUT / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    splits = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+    raw = {}
+    for name, split in splits.items():
+        for lang in ("de", "en"):
+            path = corpus / f"{split}.{lang}.gz"
+            if not path.exists():
+                sys.exit(f"missing {path}: point SEQ2SEQ_DATA_DIR at the corpora root (it holds multi30k/)")
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                raw[name, lang] = [line.strip() for line in f]
+    joint = data / "joint.txt"
+    joint.write_text("\n".join(raw["train", "de"] + raw["train", "en"]) + "\n")
+    model = dict(vocab_size=8000, model_type="bpe", character_coverage=1.0, minloglevel=2)
+    spm.SentencePieceTrainer.train(input=str(joint), model_prefix=str(data / "bpe"), **model)
+    sp = spm.SentencePieceProcessor(model_file=str(data / "bpe.model"))
+    for (name, lang), lines in raw.items():
+        (data / f"{name}.{lang}").write_text("\n".join(" ".join(p) for p in sp.encode(lines, out_type=str)) + "\n")
+    return data
+
+
+def data_config(data: Path) -> str:
+    return (
+        f"src_vocab: {data}/vocab.de\ntgt_vocab: {data}/vocab.en\nsave_data: {data}/onmt\noverwrite: true\n"
+        f"data:\n  corpus_1:\n    path_src: {data}/train.de\n    path_tgt: {data}/train.en\n"
+        f"  valid:\n    path_src: {data}/val.de\n    path_tgt: {data}/val.en\n"
+    )
+
+
+def train(bin_dir: Path, data: Path, attention: str, steps: int) -> dict:
+    """Train for ``steps`` updates; OpenNMT-py's tgt tok/s per report, and the peak RSS."""
+    name = f"{attention}_{steps}"
+    config = OUT / f"{name}.yaml"
+    config.write_text(
+        data_config(data) + MODEL + f"global_attention: {attention}\ntrain_steps: {steps}\nsave_model: {OUT}/{name}\n"
+    )
+    log, peak = run([str(bin_dir / "onmt_train"), "-config", str(config)], OUT / f"{name}.log")
+    rates = [int(m) for m in re.findall(r"\d+/\s*(\d+) tok/s", log)]  # "src/tgt tok/s" per report
+    if len(rates) < 2:
+        sys.exit(f"no throughput reports in {OUT / name}.log")
+    return {
+        "tgt_tok_per_s": statistics.median(rates[1:]),  # the first report includes start-up
+        "reports": rates,
+        "peak_rss_mb": peak,
+        "checkpoint": str(OUT / f"{name}_step_{steps}.pt"),
+    }
+
+
+def translate(bin_dir: Path, data: Path, checkpoint: str, beam: int, batch_size: int) -> dict:
+    out = OUT / f"hyp.beam{beam}.txt"
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # its checkpoints hold argparse objects
+    command = [str(bin_dir / "onmt_translate"), "-model", checkpoint, "-src", str(data / "test.de")]
+    command += ["-output", str(out), "-beam_size", str(beam), "-batch_size", str(batch_size), "-report_time"]
+    log, _ = run(command, OUT / f"translate.beam{beam}.log", env)
+    seconds = float(re.search(r"Total translation time \(s\): ([\d.]+)", log).group(1))
+    lines = out.read_text().splitlines()
+    return {
+        "sent_per_s": len(lines) / seconds,
+        "mean_output_len": sum(len(line.split()) + 1 for line in lines) / len(lines),  # pieces + EOS
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=400, help="updates per timed training run (general)")
+    args = parser.parse_args()
+    root = Path(os.environ.get("SEQ2SEQ_DATA_DIR") or REPO.parent / "shared" / "corpora")
+    start = time.perf_counter()
+    OUT.mkdir(parents=True, exist_ok=True)
+    bin_dir = install()
+    data = prepare(root / "multi30k")
+    vocab = OUT / "vocab.yaml"
+    vocab.write_text(data_config(data))
+    run([str(bin_dir / "onmt_build_vocab"), "-config", str(vocab), "-n_sample", "-1"], OUT / "vocab.log")
+    sys.path.insert(0, str(REPO / "scripts"))
+    import torch
+    from bench import matmul_gflops
+
+    figures = {"matmul_gflops": {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}}
+    figures["train"] = {
+        "additive": train(bin_dir, data, "mlp", 1000),
+        "general": train(bin_dir, data, "general", args.steps),
+    }
+    checkpoint = figures["train"]["additive"]["checkpoint"]
+    figures["decode"] = {"greedy": translate(bin_dir, data, checkpoint, 1, 128)}
+    figures["decode"]["beam5"] = translate(bin_dir, data, checkpoint, 5, 64)
+    (OUT / "opennmt.json").write_text(json.dumps(figures, indent=2))
+    t, d = figures["train"], figures["decode"]
+    print(f"matmul GFLOP/s: fp32 {figures['matmul_gflops']['fp32']:.0f}, bf16 {figures['matmul_gflops']['bf16']:.0f}")
+    for name, f in t.items():
+        print(f"OpenNMT-py {name:9s} {f['tgt_tok_per_s']:7,.0f} tgt tok/s   peak RSS {f['peak_rss_mb'] or 0:,.0f} MB")
+    print(
+        f"decode test_2016_flickr: greedy {d['greedy']['sent_per_s']:,.0f} sent/s, "
+        f"beam 5 {d['beam5']['sent_per_s']:,.0f} sent/s; mean output {d['greedy']['mean_output_len']:.1f} tokens"
+    )
+    print(f"wrote {OUT / 'opennmt.json'} in {time.perf_counter() - start:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
