@@ -220,7 +220,7 @@ class Decoder(nn.Module):
             memory.states = matmul_ready(memory.states)
             memory.keys_proj = self.attention.prepare(memory.states)
         # the first LSTM layer's input weight, split at the embedding's columns, sliced and cast once
-        # per batch: autocast caches the cast of a whole weight but casts a slice at every use
+        # per batch: autocast caches casts of whole weights only (and none under inference_mode)
         memory.embed_weight = matmul_ready(self.rnn.weight_ih_l0[:, : self.embedding_size])  # (4H, E)
         memory.gate_bias = self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0
         if self.rnn.input_size > self.embedding_size:
