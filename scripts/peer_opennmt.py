@@ -144,6 +144,7 @@ def translate(bin_dir: Path, data: Path, checkpoint: str, beam: int, batch_size:
     command = [str(bin_dir / "onmt_translate"), "-model", checkpoint, "-src", str(data / "test.de")]
     command += ["-output", str(out), "-beam_size", str(beam), "-batch_size", str(batch_size), "-report_time"]
     log, _ = run(command, OUT / f"translate.beam{beam}.log", env)
+    # reported to 0.1 s: about +-3 % of greedy decoding's 1.6-1.8 s here
     seconds = float(re.search(r"Total translation time \(s\): ([\d.]+)", log).group(1))
     lines = out.read_text().splitlines()
     return {
