@@ -6,8 +6,8 @@ This host's matrix-multiply speed changes by 2x from hour to hour, so the speed 
 to OpenNMT-py) are only meaningful with both systems measured in the same hour. The script
 installs OpenNMT-py 3.5.1 into ``outputs/peers/venv`` (a virtual environment that sees this
 project's torch: OpenNMT-py pins torch < 2.3 but trains and translates with 2.13 for this model),
-cuts Multi30k de-en with a joint SentencePiece BPE 8k into per-side vocabularies as bench's peer
-config does, trains the peer model (embeddings 256, bidirectional LSTM encoder 2 x 128, LSTM
+prepares Multi30k de-en exactly as bench's peer config does (this project's pipeline: the same
+filtered pairs, joint SentencePiece BPE 8k cut into per-side vocabularies), trains the peer model (embeddings 256, bidirectional LSTM encoder 2 x 128, LSTM
 decoder 256 with input feeding, dropout 0.2, Adam, batches of 64 sentences) with additive
 (``mlp``) and ``general`` attention, and translates test_2016_flickr greedily and with beam 5.
 It prints the figures and writes ``outputs/peers/opennmt.json``:
@@ -31,6 +31,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from seq2seq.errors import Seq2SeqError  # noqa: E402
+
 OUT = REPO / "outputs" / "peers"
 VENV = OUT / "venv"
 DEPS = "configargparse ctranslate2 fasttext-wheel flask pyahocorasick pyonmttok pyyaml rapidfuzz six spacy waitress"
@@ -84,38 +89,43 @@ def install() -> Path:
     return VENV / "bin"
 
 
-def prepare(corpus: Path) -> Path:
-    """Joint BPE 8k over both training sides, every split encoded to pieces, per-side vocabularies."""
-    import gzip
+def prepare() -> Path:
+    """Bench's peer-config training and validation pairs, and test2016's sources, as pieces.
 
-    import sentencepiece as spm
+    The corpus goes through this project's own pipeline (``prepare_data``: the same filtered pairs
+    and the same joint BPE 8k, cut into per-side vocabularies), so both systems train on the same
+    token sequences.
+    """
+    from bench import PEER
 
+    from seq2seq.config import compose
+    from seq2seq.corpus import prepare_data
+    from seq2seq.data import load_split
+    from seq2seq.vocab import Vocab
+
+    config = compose(PEER)
+    vocab_state, train, valid = prepare_data(config)
+    vocab = Vocab.from_state_dict(vocab_state)
+    test = vocab.encode_src(list(load_split(config.data, "test_2016_flickr")["src"]))
     data = OUT / "data"
     data.mkdir(parents=True, exist_ok=True)
-    splits = {"train": "train", "val": "val", "test": "test_2016_flickr"}
-    raw = {}
-    for name, split in splits.items():
-        for lang in ("de", "en"):
-            path = corpus / f"{split}.{lang}.gz"
-            if not path.exists():
-                sys.exit(f"missing {path}: point SEQ2SEQ_DATA_DIR at the corpora root (it holds multi30k/)")
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                raw[name, lang] = [line.strip() for line in f]
-    joint = data / "joint.txt"
-    joint.write_text("\n".join(raw["train", "de"] + raw["train", "en"]) + "\n")
-    model = dict(vocab_size=8000, model_type="bpe", character_coverage=1.0, minloglevel=2)
-    spm.SentencePieceTrainer.train(input=str(joint), model_prefix=str(data / "bpe"), **model)
-    sp = spm.SentencePieceProcessor(model_file=str(data / "bpe.model"))
-    for (name, lang), lines in raw.items():
-        (data / f"{name}.{lang}").write_text("\n".join(" ".join(p) for p in sp.encode(lines, out_type=str)) + "\n")
+    files = {
+        "train.src": [vocab.src_pieces(s) for s in train.src_ids],
+        "train.tgt": [vocab.tgt_pieces(t) for t in train.tgt_ids],
+        "val.src": [vocab.src_pieces(s) for s in valid.src_ids],
+        "val.tgt": [vocab.tgt_pieces(t) for t in valid.tgt_ids],
+        "test.src": [vocab.src_pieces(s) for s in test],
+    }
+    for name, lines in files.items():
+        (data / name).write_text("\n".join(" ".join(pieces) for pieces in lines) + "\n")
     return data
 
 
 def data_config(data: Path) -> str:
     return (
-        f"src_vocab: {data}/vocab.de\ntgt_vocab: {data}/vocab.en\nsave_data: {data}/onmt\noverwrite: true\n"
-        f"data:\n  corpus_1:\n    path_src: {data}/train.de\n    path_tgt: {data}/train.en\n"
-        f"  valid:\n    path_src: {data}/val.de\n    path_tgt: {data}/val.en\n"
+        f"src_vocab: {data}/vocab.src\ntgt_vocab: {data}/vocab.tgt\nsave_data: {data}/onmt\noverwrite: true\n"
+        f"data:\n  corpus_1:\n    path_src: {data}/train.src\n    path_tgt: {data}/train.tgt\n"
+        f"  valid:\n    path_src: {data}/val.src\n    path_tgt: {data}/val.tgt\n"
     )
 
 
@@ -141,7 +151,7 @@ def train(bin_dir: Path, data: Path, attention: str, steps: int) -> dict:
 def translate(bin_dir: Path, data: Path, checkpoint: str, beam: int, batch_size: int) -> dict:
     out = OUT / f"hyp.beam{beam}.txt"
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # its checkpoints hold argparse objects
-    command = [str(bin_dir / "onmt_translate"), "-model", checkpoint, "-src", str(data / "test.de")]
+    command = [str(bin_dir / "onmt_translate"), "-model", checkpoint, "-src", str(data / "test.src")]
     command += ["-output", str(out), "-beam_size", str(beam), "-batch_size", str(batch_size), "-report_time"]
     log, _ = run(command, OUT / f"translate.beam{beam}.log", env)
     # reported to 0.1 s: about +-3 % of greedy decoding's 1.6-1.8 s here
@@ -155,15 +165,17 @@ def translate(bin_dir: Path, data: Path, checkpoint: str, beam: int, batch_size:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help
-    root = Path(os.environ.get("SEQ2SEQ_DATA_DIR") or REPO.parent / "shared" / "corpora")
     start = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
     bin_dir = install()
-    data = prepare(root / "multi30k")
+    try:
+        data = prepare()
+    except Seq2SeqError as err:  # a missing or unusable corpus: one line, as the product's commands say it
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     vocab = OUT / "vocab.yaml"
     vocab.write_text(data_config(data))
     run([str(bin_dir / "onmt_build_vocab"), "-config", str(vocab), "-n_sample", "-1"], OUT / "vocab.log")
-    sys.path.insert(0, str(REPO / "scripts"))
     import torch
     from bench import matmul_gflops
 
@@ -179,7 +191,7 @@ def main() -> None:
     t, d = figures["train"], figures["decode"]
     print(f"matmul GFLOP/s: fp32 {figures['matmul_gflops']['fp32']:.0f}, bf16 {figures['matmul_gflops']['bf16']:.0f}")
     for name, f in t.items():
-        print(f"OpenNMT-py {name:9s} {f['tgt_tok_per_s']:7,.0f} tgt tok/s   peak RSS {f['peak_rss_mb'] or 0:,.0f} MB")
+        print(f"OpenNMT-py {name:9s} {f['tgt_tok_per_s']:7,.0f} tgt tok/s   peak RSS {f['peak_rss_mb']:,.0f} MB")
     print(
         f"decode test_2016_flickr: greedy {d['greedy']['sent_per_s']:,.0f} sent/s, "
         f"beam 5 {d['beam5']['sent_per_s']:,.0f} sent/s; mean output {d['greedy']['mean_output_len']:.1f} tokens"
