@@ -6,6 +6,7 @@ CKPT ?=
 DATA ?= wmt_newstest
 BUDGET ?= 10m
 SEEDS ?= 1
+DEVICE ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint format demo train eval bench peers length-study tensorboard clean
@@ -34,8 +35,8 @@ demo:  ## the attention lesson on random tensors: every score function, printed 
 train:  ## train the default model (Bahdanau attention on Multi30k de-en)
 	$(PYTHON) train.py
 
-eval:  ## score a run's best.pt on its test splits (RUN=outputs/... or the newest run; BEAM=5 for beam search)
-	$(PYTHON) -m seq2seq.evaluate $(if $(RUN),--run $(RUN)) --beam $(BEAM)
+eval:  ## score a run's best.pt on its test splits (RUN=outputs/... or the newest run; BEAM=5 for beam search; DEVICE=cuda)
+	$(PYTHON) -m seq2seq.evaluate $(if $(RUN),--run $(RUN)) --beam $(BEAM) $(if $(DEVICE),--device $(DEVICE))
 
 peers:  ## OpenNMT-py 3.5.1 on bench's peer model, on this host now -> outputs/peers/opennmt.json
 	$(PYTHON) scripts/peer_opennmt.py
@@ -43,8 +44,8 @@ peers:  ## OpenNMT-py 3.5.1 on bench's peer model, on this host now -> outputs/p
 length-study:  ## none/luong/bahdanau, same budget, BLEU by source length (DATA=, BUDGET=10m, SEEDS=1)
 	$(PYTHON) scripts/length_study.py --data $(DATA) --budget $(BUDGET) --seeds $(SEEDS)
 
-bench:  ## training/decoding speed, memory and MFU -> outputs/bench.json (CKPT=best.pt for decoding)
-	$(PYTHON) scripts/bench.py $(if $(CKPT),--ckpt $(CKPT))
+bench:  ## training/decoding speed, memory and MFU -> outputs/bench.json (CKPT=best.pt for decoding; DEVICE=cuda)
+	$(PYTHON) scripts/bench.py $(if $(CKPT),--ckpt $(CKPT)) $(if $(DEVICE),--device $(DEVICE))
 
 tensorboard:  ## open the dashboards of every run under outputs/
 	tensorboard --logdir outputs

@@ -56,16 +56,30 @@ VARIANTS = {
 }
 
 
-def matmul_gflops(dtype, size: int = 2048, repeats: int = 7) -> float:
-    """Median GFLOP/s of a square matrix multiply (the machine's ceiling for this precision)."""
+def synchronize(device) -> None:
+    """Wait for ``device``'s queued work (a GPU runs asynchronously; the CPU needs nothing)."""
     import torch
 
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(dtype, device="cpu", repeats: int = 7) -> float:
+    """Median GFLOP/s of a square matrix multiply (the device's ceiling for this precision).
+
+    2048 x 2048 on a CPU; 8192 x 8192 on a GPU, which a smaller product leaves partly idle.
+    """
+    import torch
+
+    size = 8192 if torch.device(device).type == "cuda" else 2048
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     torch.mm(a, b)
+    synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         torch.mm(a, b)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times) / 1e9
 
@@ -104,6 +118,7 @@ def child(overrides: list[str], windows: int, steps: int) -> dict:
     config = compose(overrides)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, Path(tmp))
+        device = trainer.device
         data = trainer.train_data
         src_lens = [len(s) for s in data.src_ids]
         tgt_lens = [len(t) for t in data.tgt_ids]
@@ -116,12 +131,12 @@ def child(overrides: list[str], windows: int, steps: int) -> dict:
 
         # FLOPs per target token, on a few real batches
         lstm = [0.0]
-        encoder = trainer.model.encoder.rnn  # called through torch.lstm per direction on CPU: counted below
+        encoder = trainer.model.encoder.rnn  # one call per direction on CPU, packed on GPU: counted below
         lstms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.LSTM) and m is not encoder]
         hooks = [m.register_forward_hook(lstm_flops_hook(lstm)) for m in lstms]
         counted, tokens = 0.0, 0
         for i in range(3):
-            batch = batch_at(1000 + i)
+            batch = batch_at(1000 + i).to(device)
             with FlopCounterMode(display=False) as counter:
                 logits, _ = trainer.model(batch.src, batch.src_lens, batch.tgt_in)
                 torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten()).backward()
@@ -144,17 +159,20 @@ def child(overrides: list[str], windows: int, steps: int) -> dict:
             trainer.train_step(batch, 1.0 / batch.n_tokens)
         rates, step = [], 0
         for _ in range(windows):
+            synchronize(device)
             n_tokens, start = 0, time.perf_counter()
             for _ in range(steps):
                 batch = batch_at(step)
                 trainer.train_step(batch, 1.0 / batch.n_tokens)
                 n_tokens += batch.n_tokens
                 step += 1
+            synchronize(device)
             rates.append(n_tokens / (time.perf_counter() - start))
         trainer.tracker.close()
     precision = config.train.precision
     rate = statistics.median(rates)
-    ceiling = matmul_gflops(torch.bfloat16 if precision == "bf16" else torch.float32)
+    ceiling = matmul_gflops(torch.bfloat16 if precision == "bf16" else torch.float32, device)
+    gpu = {"peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20} if device.type == "cuda" else {}
     return {
         "tgt_tok_per_s": rate,
         "windows": rates,
@@ -166,6 +184,7 @@ def child(overrides: list[str], windows: int, steps: int) -> dict:
         "warmup_steps": min(len(shapes), MAX_WARMUP),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
+        **gpu,
     }
 
 
@@ -178,14 +197,13 @@ def measure(overrides: list[str], args) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def decode_figures(ckpt: Path) -> dict:
-    import torch
+def decode_figures(ckpt: Path, device: str) -> dict:
 
     from seq2seq.data import load_split
     from seq2seq.search import decode_corpus
     from seq2seq.translate import Translator
 
-    translator = Translator.from_checkpoint(ckpt)
+    translator = Translator.from_checkpoint(ckpt, device)
     config = translator.config
     split = "test_2016_flickr" if "multi30k" in config.data.name else config.data.test[0]
     src_ids = translator.vocab.encode_src(list(load_split(config.data, split)["src"]))
@@ -196,7 +214,7 @@ def decode_figures(ckpt: Path) -> dict:
             for _ in range(3):
                 start = time.perf_counter()
                 hyps = decode_corpus(
-                    translator.model, src_ids, torch.device("cpu"), batch_size, beam=beam, precision=precision
+                    translator.model, src_ids, translator.device, batch_size, beam=beam, precision=precision
                 )
                 times.append(time.perf_counter() - start)
             figures[f"{name}_sent_per_s{suffix}"] = len(src_ids) / statistics.median(times)
@@ -205,14 +223,15 @@ def decode_figures(ckpt: Path) -> dict:
     return figures
 
 
-def train_checkpoint(minutes: float) -> Path:
-    """Train the peer Bahdanau model for a few minutes (reused by later runs of bench)."""
-    out = REPO / "outputs" / "bench-model"
+def train_checkpoint(minutes: float, device: str) -> Path:
+    """Train the peer Bahdanau model for a few minutes on ``device`` (reused by later runs of bench)."""
+    out = REPO / "outputs" / ("bench-model" if device == "cpu" else f"bench-model-{device.replace(':', '')}")
     if (out / "best.pt").exists():
         print(f"decode checkpoint: reusing {out / 'best.pt'} (delete it to retrain)", flush=True)
         return out / "best.pt"
     print(f"decode checkpoint: training the peer Bahdanau model for {minutes:g} minutes ...", flush=True)
     command = [sys.executable, "train.py", *PEER, *VARIANTS["bahdanau"], f"train.max_time={minutes * 60:g}"]
+    command.append(f"train.device={device}")
     subprocess.run([*command, f"hydra.run.dir={out}"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return out / "best.pt"
 
@@ -223,7 +242,8 @@ def main() -> int:
     parser.add_argument("--train-minutes", type=float, default=3.0, help="without --ckpt: train this long first")
     parser.add_argument("--windows", type=int, default=5, help="timed windows per configuration")
     parser.add_argument("--steps", type=int, default=12, help="training steps per window")
-    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench.json")
+    parser.add_argument("--device", default="cpu", help="cpu (the default), cuda or cuda:N")
+    parser.add_argument("--out", type=Path, help="default: outputs/bench.json (bench-cuda.json on a GPU)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -235,18 +255,35 @@ def main() -> int:
         parser.error(f"--ckpt {args.ckpt} does not exist")
     import torch
 
+    from seq2seq.devices import pick_device
+    from seq2seq.errors import Seq2SeqError
+
+    try:
+        device = pick_device(args.device)
+    except Seq2SeqError as error:
+        parser.error(str(error))
+    out = args.out or REPO / "outputs" / (
+        "bench.json" if device.type == "cpu" else f"bench-{args.device.replace(':', '')}.json"
+    )
     started = time.monotonic()
+    machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    if device.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(device)
     report = {
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-        "matmul_gflops": {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)},
+        "machine": {**machine, "device": str(device)},
+        "matmul_gflops": {"fp32": matmul_gflops(torch.float32, device), "bf16": matmul_gflops(torch.bfloat16, device)},
         "train": {},
     }
-    print(f"matmul GFLOP/s: fp32 {report['matmul_gflops']['fp32']:.0f}, bf16 {report['matmul_gflops']['bf16']:.0f}")
+    gflops = report["matmul_gflops"]
+    print(f"{device}: matmul GFLOP/s fp32 {gflops['fp32']:,.0f}, bf16 {gflops['bf16']:,.0f}", flush=True)
     print(
         f"{'variant':<18} {'fp32 tok/s':>10} {'bf16 tok/s':>10} {'MFU fp32':>8} {'MFU bf16':>8} {'peak RSS MB fp32 / bf16':>24}"
+        + ("   peak GPU MB fp32 / bf16" if device.type == "cuda" else ""),
+        flush=True,
     )
     for name, overrides in [*VARIANTS.items(), ("default_bahdanau", None)]:
         base = [*PEER, *overrides] if overrides else ["attention=bahdanau"]
+        base.append(f"train.device={args.device}")
         fp32 = measure([*base, "train.precision=fp32"], args)
         bf16 = measure([*base, "train.precision=bf16"], args)
         row = {
@@ -260,14 +297,17 @@ def main() -> int:
             "mean_tgt_tokens_per_batch": fp32["mean_tgt_tokens_per_batch"],
             "windows": {"fp32": fp32["windows"], "bf16": bf16["windows"]},
         }
+        if "peak_gpu_mb" in fp32:
+            row["peak_gpu_mb"], row["peak_gpu_mb_bf16"] = fp32["peak_gpu_mb"], bf16["peak_gpu_mb"]
         (report["train"] if overrides else report.setdefault("default_model", {}))[name] = row
         print(
             f"{name:<18} {row['tgt_tok_per_s']:>10,.0f} {row['tgt_tok_per_s_bf16']:>10,.0f} "
-            f"{row['mfu']:>8.1%} {row['mfu_bf16']:>8.1%} {row['peak_rss_mb']:>15,.0f} / {row['peak_rss_mb_bf16']:>6,.0f}",
+            f"{row['mfu']:>8.1%} {row['mfu_bf16']:>8.1%} {row['peak_rss_mb']:>15,.0f} / {row['peak_rss_mb_bf16']:>6,.0f}"
+            + (f"   {row['peak_gpu_mb']:>13,.0f} / {row['peak_gpu_mb_bf16']:>6,.0f}" if "peak_gpu_mb" in row else ""),
             flush=True,
         )
-    ckpt = args.ckpt or train_checkpoint(args.train_minutes)
-    report["decode"] = decode_figures(ckpt)
+    ckpt = args.ckpt or train_checkpoint(args.train_minutes, args.device)
+    report["decode"] = decode_figures(ckpt, args.device)
     d = report["decode"]
     print(
         f"decode {d['split']} ({d['n_sentences']} sentences), sent/s fp32 / bf16: "
@@ -276,9 +316,9 @@ def main() -> int:
         f"mean output {d['mean_output_len']:.1f} / {d['mean_output_len_bf16']:.1f} tokens"
     )
     report["seconds"] = time.monotonic() - started
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out} in {report['seconds']:.0f}s")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out} in {report['seconds']:.0f}s")
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from seq2seq.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")  # train.precision, and decoding's --precision
+DEVICES = r"auto|cpu|cuda(:\d+)?"  # train.device, and decoding's --device
 
 
 @dataclass
@@ -152,7 +153,7 @@ class TrainConfig:
 
     def check(self) -> None:
         _require(
-            self.device == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
+            re.fullmatch(DEVICES, self.device) is not None,
             "train.device",
             self.device,
             "auto, cpu, cuda or cuda:N",

@@ -231,18 +231,19 @@ def evaluate_run(
     seed: int = 12345,
     data_root: str | Path | None = None,
     precision: str = "auto",
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Evaluate ``run_dir/best.pt`` on its test splits; writes ``run_dir/eval/<mode>/`` and returns the report.
 
     ``data_root`` overrides the corpus root stored in the checkpoint's config (else ``data.root``
-    or ``$SEQ2SEQ_DATA_DIR``, as in training). ``precision`` is the decoding precision.
+    or ``$SEQ2SEQ_DATA_DIR``, as in training). ``precision`` and ``device`` are decoding's.
     """
     if beam < 1 or length_penalty < 0:
         raise Seq2SeqError(f"need beam >= 1 and length_penalty >= 0, got {beam} and {length_penalty}")
     run_dir = Path(run_dir)
     settings = EvalSettings(beam, length_penalty, tuple(buckets), n_heatmaps, bootstrap, seed)
     payload = load_checkpoint(run_dir / "best.pt")
-    translator = Translator.from_payload(payload, run_dir / "best.pt", precision=precision)
+    translator = Translator.from_payload(payload, run_dir / "best.pt", device, precision)
     data = translator.config.data
     if data_root is not None:
         data = dataclasses.replace(data, root=str(data_root))
@@ -361,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="auto",
         help="decoding precision; auto (the default): bf16 autocast where the CPU/GPU has it natively",
     )
+    parser.add_argument("--device", default="cpu", help="cpu (the default), cuda, cuda:N or auto (a GPU if visible)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -374,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bootstrap=args.bootstrap,
             data_root=args.data_root,
             precision=args.precision,
+            device=args.device,
         )
     except Seq2SeqError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -31,8 +31,9 @@ from seq2seq.batching import collate, epoch_batches, token_batches
 from seq2seq.checkpoint import load_checkpoint, remove_partial_writes, save_checkpoint
 from seq2seq.config import Config, parse_duration
 from seq2seq.corpus import prepare_data
+from seq2seq.devices import pick_device
 from seq2seq.distributed import Distributed
-from seq2seq.errors import CheckpointError, ConfigError, RunDirError, Seq2SeqError
+from seq2seq.errors import CheckpointError, RunDirError, Seq2SeqError
 from seq2seq.faults import crash_point
 from seq2seq.loss import Objective, generator_loss
 from seq2seq.metrics import corpus_scores
@@ -72,14 +73,6 @@ class Progress:
     epoch_batching: list[int] | None = None
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but this torch build sees no CUDA device; use train.device=cpu")
-    return torch.device(name)
-
-
 def budget_lr(lr: float, min_lr: float, done: float, decay_start: float = 0.0) -> float:
     """The LR of ``train.scheduler=budget`` after a fraction ``done`` of the budget.
 
@@ -108,7 +101,7 @@ class Trainer:
         torch.manual_seed(tc.seed + dist.rank)
         if tc.threads is not None:
             torch.set_num_threads(tc.threads)
-        self.device = pick_device(dist.device(tc.device))
+        self.device = pick_device(dist.device(tc.device), "train.device")
         self.precision = resolve_precision(tc.precision, self.device)
         if not dist.is_main:
             dist.barrier()  # rank 0 trains SentencePiece and fills the caches first; the others read them

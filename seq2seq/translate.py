@@ -26,6 +26,7 @@ import torch
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import Config
+from seq2seq.devices import pick_device
 from seq2seq.errors import CheckpointError, Seq2SeqError
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.precision import PRECISIONS, resolve_precision
@@ -54,7 +55,11 @@ class Translator:
     def from_payload(
         cls, payload: dict[str, Any], path: str | Path, device: str = "cpu", precision: str = "auto"
     ) -> Translator:
-        """Build from an already loaded checkpoint ``payload`` (``path`` names it in errors)."""
+        """Build from an already loaded checkpoint ``payload`` (``path`` names it in errors).
+
+        ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (the GPU where one is visible).
+        """
+        target = pick_device(device)  # a device this machine lacks fails before the model is built
         try:
             config = Config.from_dict(payload["config"])
             vocab = Vocab.from_state_dict(payload["vocab"])
@@ -65,7 +70,7 @@ class Translator:
                 f"{path} does not match this version of seq2seq "
                 f"({type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]})"
             ) from None
-        return cls(model.to(device), vocab, config, torch.device(device), precision)
+        return cls(model.to(target), vocab, config, target, precision)
 
     def nbest(
         self,
@@ -243,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seq2seq-translate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt written by train.py")
     parser.add_argument("--input", help="a file with one sentence per line (default: stdin)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="cpu", help="cpu (the default), cuda, cuda:N or auto (a GPU if visible)")
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,

@@ -46,6 +46,17 @@ TINY = [
 ATTENTIONS = ["none", "luong", "bahdanau"]
 
 
+def _devices() -> list[str]:
+    import torch
+
+    return ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+# Where a GPU is visible, the tests that take a device also run their fast paths on it against
+# the CPU's plain computation (the packed cuDNN encoder, CUDA kernels); CPU-only machines run cpu.
+DEVICES = _devices()
+
+
 @pytest.fixture
 def one_thread():
     """Run a test with one torch thread (tiny tensors gain nothing from two), then restore."""

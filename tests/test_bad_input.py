@@ -14,6 +14,7 @@ from conftest import write_corpus
 from seq2seq.config import DataConfig, VocabConfig
 from seq2seq.data import load_split
 from seq2seq.errors import DataError
+from seq2seq.evaluate import main as evaluate_main
 from seq2seq.translate import main
 from seq2seq.vocab import build_vocab
 
@@ -110,6 +111,23 @@ def test_bad_checkpoint_path_or_file(trained_run, tmp_path, capsys, monkeypatch,
     out, err = capsys.readouterr()
     assert status == 2 and out == "" and "this ran" not in out + err
     assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("gpu", "--device='gpu' is not a device; choose auto, cpu, cuda or cuda:N"),
+        ("cuda:99", "--device=cuda:99 but "),  # no CUDA build, or fewer than 100 GPUs
+    ],
+)
+def test_a_device_the_machine_lacks_is_one_line(trained_run, capsys, monkeypatch, device, message):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Hallo\n")))
+    for command in (main, evaluate_main):
+        args = ["--checkpoint", str(trained_run / "best.pt")] if command is main else ["--run", str(trained_run)]
+        status = command([*args, "--device", device])
+        out, err = capsys.readouterr()
+        assert status == 2 and out == ""
+        assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
 
 
 # -- the translate command: whatever arrives on stdin ------------------------------------------------

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from conftest import DEVICES
 from seq2seq.config import AttentionConfig, ModelConfig
 from seq2seq.model import BOS, PAD, Dropout, build_model
 
@@ -59,18 +60,22 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("attention,score,feed", CASES)
-def test_training_forward_matches_step_loop(attention, score, feed, layers):
+def test_training_forward_matches_step_loop(attention, score, feed, layers, device):
+    """The training forward (on ``device``) against the plain step loop on the CPU."""
     model = make(attention, score or "concat", layers, feed)
     src, src_lens, tgt_in = batch()
-    logits, attn = model(src, src_lens, tgt_in)
     ref_logits, ref_attn = step_loop(model, src, src_lens, tgt_in)
-    assert logits.shape == (3, 6, V_TGT)
-    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # float32 on a GPU too
+        logits, attn = model.to(device)(src.to(device), src_lens, tgt_in.to(device))
+    assert logits.device.type == device and logits.shape == (3, 6, V_TGT)
+    torch.testing.assert_close(logits.cpu(), ref_logits, rtol=1e-5, atol=1e-5)
     if attention == "none":
         assert attn is None and ref_attn is None
     else:
+        attn = attn.cpu()
         assert attn.shape == (3, 6, 7)
         torch.testing.assert_close(attn, ref_attn, rtol=1e-5, atol=1e-6)
         assert torch.all(attn[1, :, 4:] == 0) and torch.all(attn[2, :, 2:] == 0)

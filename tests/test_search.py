@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 
+from conftest import DEVICES
 from seq2seq.config import AttentionConfig, ModelConfig
 from seq2seq.model import EOS, PAD, build_model
 from seq2seq.search import (
@@ -85,13 +86,15 @@ def test_beam_one_with_length_penalty_keeps_greedy_tokens(alpha):
         assert b.score == pytest.approx(g.logprob / gnmt_length_penalty(len(emitted(b, 6)), alpha))
 
 
-def test_decode_corpus_beam_one_dispatches_to_greedy():
-    model = make("luong", "general")
+@pytest.mark.parametrize("device", DEVICES)
+def test_decode_corpus_beam_one_dispatches_to_greedy(device):
+    model = make("luong", "general").to(device)
     ids = [[5, 6, 7], [8], [9, 10, 11, 12, 4]]
-    plain = decode_corpus(model, ids, torch.device("cpu"), batch_size=2)
-    one = decode_corpus(model, ids, torch.device("cpu"), batch_size=2, beam=1, length_penalty=1.0)
+    device = torch.device(device)
+    plain = decode_corpus(model, ids, device, batch_size=2)
+    one = decode_corpus(model, ids, device, batch_size=2, beam=1, length_penalty=1.0)
     assert [h.tokens for h in one] == [h.tokens for h in plain] and [h.score for h in one] == [h.score for h in plain]
-    five = decode_corpus_nbest(model, ids, torch.device("cpu"), batch_size=2, beam=5, nbest=3)
+    five = decode_corpus_nbest(model, ids, device, batch_size=2, beam=5, nbest=3)
     assert [len(h) for h in five] == [3, 3, 3]
 
 
@@ -156,11 +159,17 @@ def test_nbest_is_sorted_distinct_and_scored_consistently(attention, score, alph
             assert h.score == pytest.approx(h.logprob / gnmt_length_penalty(len(out), alpha), abs=1e-5)
 
 
-def test_batched_beam_equals_one_sentence_at_a_time():
+@pytest.mark.parametrize("device", DEVICES)
+def test_batched_beam_equals_one_sentence_at_a_time(device):
+    """A batch searched together (on ``device``) finds what each sentence alone finds on the CPU."""
     model = make("bahdanau")
     src, src_lens = batch()
     max_lens = torch.tensor([7, 4, 3, 6])
-    together = beam_search(model, src, src_lens, max_lens, beam=4, nbest=2, return_attention=True)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        together = beam_search(
+            model.to(device), src.to(device), src_lens, max_lens, beam=4, nbest=2, return_attention=True
+        )
+    model.cpu()
     for row in range(4):
         n = int(src_lens[row])
         (alone,) = beam_search(
@@ -169,6 +178,7 @@ def test_batched_beam_equals_one_sentence_at_a_time():
         assert [h.tokens for h in together[row]] == [h.tokens for h in alone]
         assert [h.score for h in together[row]] == pytest.approx([h.score for h in alone], abs=1e-5)
         for h in together[row]:
+            assert h.attention.device.type == "cpu"
             assert h.attention.shape == (len(emitted(h, int(max_lens[row]))), n)
             torch.testing.assert_close(h.attention.sum(-1), torch.ones(h.attention.size(0)))
 

@@ -1,0 +1,32 @@
+"""The device to compute on, named as users write it: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+Training (``train.device``), translation and evaluation (``--device``) resolve the name here, so
+a device the machine lacks is one clear error before any work starts, in every command.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from seq2seq.config import DEVICES
+from seq2seq.errors import ConfigError
+
+
+def pick_device(name: str, option: str = "--device") -> torch.device:
+    """``name`` as a torch device: ``auto`` is the first GPU where one is visible, else the CPU.
+
+    ``option`` names the setting in the error message (``train.device``, ``--device``).
+    """
+    if re.fullmatch(DEVICES, name) is None:
+        raise ConfigError(f"{option}={name!r} is not a device; choose auto, cpu, cuda or cuda:N")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{option}={name} but this torch build sees no CUDA device; use {option}=cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{option}={name} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return device
