@@ -45,8 +45,8 @@ PEER = [
     "model.dropout=0.2",
     "attention.size=256",
     "data.vocab.size=8000",
-    "train.batch_tokens=1100",  # padded tokens of the longer side: ~1,000 target tokens per batch
 ]
+PEER_BATCH_TOKENS = 1100  # padded tokens of the longer side: ~1,000 target tokens per batch, as the peers
 MAX_WARMUP = 150  # training steps before the timed windows: one per batch shape, up to this many
 VARIANTS = {
     "none": ["attention=none"],
@@ -230,7 +230,8 @@ def train_checkpoint(minutes: float, device: str) -> Path:
         print(f"decode checkpoint: reusing {out / 'best.pt'} (delete it to retrain)", flush=True)
         return out / "best.pt"
     print(f"decode checkpoint: training the peer Bahdanau model for {minutes:g} minutes ...", flush=True)
-    command = [sys.executable, "train.py", *PEER, *VARIANTS["bahdanau"], f"train.max_time={minutes * 60:g}"]
+    command = [sys.executable, "train.py", *PEER, f"train.batch_tokens={PEER_BATCH_TOKENS}", *VARIANTS["bahdanau"]]
+    command.append(f"train.max_time={minutes * 60:g}")
     command.append(f"train.device={device}")
     subprocess.run([*command, f"hydra.run.dir={out}"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return out / "best.pt"
@@ -243,6 +244,11 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=5, help="timed windows per configuration")
     parser.add_argument("--steps", type=int, default=12, help="training steps per window")
     parser.add_argument("--device", default="cpu", help="cpu (the default), cuda or cuda:N")
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        help=f"the peer rows' train.batch_tokens (default {PEER_BATCH_TOKENS}, as the peers)",
+    )
     parser.add_argument("--out", type=Path, help="default: outputs/bench.json (bench-cuda.json on a GPU)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -265,12 +271,16 @@ def main() -> int:
     out = args.out or REPO / "outputs" / (
         "bench.json" if device.type == "cpu" else f"bench-{args.device.replace(':', '')}.json"
     )
+    batch_tokens = PEER_BATCH_TOKENS if args.batch_tokens is None else args.batch_tokens
+    if batch_tokens < 1:
+        parser.error("--batch-tokens must be at least 1")
     started = time.monotonic()
     machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     if device.type == "cuda":
         machine["gpu"] = torch.cuda.get_device_name(device)
     report = {
         "machine": {**machine, "device": str(device)},
+        "peer_batch_tokens": batch_tokens,
         "matmul_gflops": {"fp32": matmul_gflops(torch.float32, device), "bf16": matmul_gflops(torch.bfloat16, device)},
         "train": {},
     }
@@ -282,7 +292,7 @@ def main() -> int:
         flush=True,
     )
     for name, overrides in [*VARIANTS.items(), ("default_bahdanau", None)]:
-        base = [*PEER, *overrides] if overrides else ["attention=bahdanau"]
+        base = [*PEER, f"train.batch_tokens={batch_tokens}", *overrides] if overrides else ["attention=bahdanau"]
         base.append(f"train.device={args.device}")
         fp32 = measure([*base, "train.precision=fp32"], args)
         bf16 = measure([*base, "train.precision=bf16"], args)

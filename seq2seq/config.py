@@ -119,7 +119,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
-    precision: str = "auto"  # auto (bf16 where the device has it natively) | fp32 | bf16 (autocast)
+    precision: str = "auto"  # auto (bf16 on a CPU that has it natively, else fp32) | fp32 | bf16 (autocast)
     batch_tokens: int = 2000  # padded tokens per batch, the larger of source and target
     pad_to_multiple: int = 4  # round padded lengths up to this: few batch shapes, the same every epoch
     lr: float = 1e-3

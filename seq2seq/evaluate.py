@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="decoding precision; auto (the default): bf16 autocast where the CPU/GPU has it natively",
+        help="decoding precision; auto (the default): bf16 autocast on a CPU that has it natively, else fp32",
     )
     parser.add_argument("--device", default="cpu", help="cpu (the default), cuda, cuda:N or auto (a GPU if visible)")
     args = parser.parse_args(argv)

@@ -292,7 +292,7 @@ def decode_corpus_nbest(
 
     ``beam == 1`` runs :func:`greedy_search`; otherwise :func:`beam_search` with ``batch_size``
     sentences (``batch_size * beam`` rows) per batch. ``precision`` is ``fp32``, ``bf16``
-    (autocast; scores stay float32) or ``auto`` (bf16 where the device has it natively).
+    (autocast; scores stay float32) or ``auto`` (bf16 on a CPU that has it natively).
     """
     if nbest > beam:
         raise ValueError(f"nbest={nbest} needs a beam at least as wide, got beam={beam}")

@@ -42,7 +42,7 @@ class Translator:
     """A trained model with its vocabulary, ready to decode."""
 
     def __init__(self, model: Seq2Seq, vocab: Vocab, config: Config, device: torch.device, precision: str = "auto"):
-        """``precision``: ``auto`` (bf16 autocast where the device has it natively), ``fp32`` or ``bf16``."""
+        """``precision``: ``auto`` (bf16 autocast on a CPU that has it natively), ``fp32`` or ``bf16``."""
         bound_kernel_caches()  # before the first decoding step builds a kernel (a no-op after training)
         self.model, self.vocab, self.config, self.device = model.eval(), vocab, config, device
         self.precision = resolve_precision(precision, device)
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="auto (the default): bf16 autocast where the device has it natively, else fp32",
+        help="auto (the default): bf16 autocast on a CPU that has it natively, else fp32",
     )
     parser.add_argument("--beam", type=int, default=1, help="beam width; 1 (the default) is greedy search")
     parser.add_argument("--length-penalty", type=float, default=1.0, help="GNMT alpha for beam search; 0: none")

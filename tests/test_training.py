@@ -132,12 +132,14 @@ def test_budget_schedule_drives_the_logged_rate(corpus_root, tmp_path):
     assert lrs[40] == pytest.approx(0.003 * (1 - 19 / 20))
 
 
-def test_auto_precision_is_bf16_only_where_the_device_has_it():
+def test_auto_precision_is_bf16_only_on_a_cpu_that_has_it():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     flags = open("/proc/cpuinfo").read().split()
     native = "avx512_bf16" in flags or "amx_bf16" in flags
     assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    gpu = torch.device("cuda")  # only named: resolving it touches no GPU
+    assert resolve_precision("auto", gpu) == "fp32" and resolve_precision("bf16", gpu) == "bf16"
 
 
 @pytest.mark.slow
