@@ -14,11 +14,12 @@ from seq2seq.config import DEVICES
 from seq2seq.errors import ConfigError
 
 
-def pick_device(name: str, option: str = "--device") -> torch.device:
+def pick_device(name: str | torch.device, option: str = "--device") -> torch.device:
     """``name`` as a torch device: ``auto`` is the first GPU where one is visible, else the CPU.
 
     ``option`` names the setting in the error message (``train.device``, ``--device``).
     """
+    name = str(name)  # a torch.device is checked like its name
     if re.fullmatch(DEVICES, name) is None:
         raise ConfigError(f"{option}={name!r} is not a device; choose auto, cpu, cuda or cuda:N")
     if name == "auto":

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from conftest import write_corpus
 from seq2seq.config import DataConfig, VocabConfig
 from seq2seq.data import load_split
-from seq2seq.errors import DataError
+from seq2seq.devices import pick_device
+from seq2seq.errors import ConfigError, DataError
 from seq2seq.evaluate import main as evaluate_main
 from seq2seq.translate import main
 from seq2seq.vocab import build_vocab
@@ -128,6 +129,8 @@ def test_a_device_the_machine_lacks_is_one_line(trained_run, capsys, monkeypatch
         out, err = capsys.readouterr()
         assert status == 2 and out == ""
         assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
+    with pytest.raises(ConfigError, match="train.device="):
+        pick_device(torch.device(device) if device.startswith("cuda") else device, "train.device")
 
 
 # -- the translate command: whatever arrives on stdin ------------------------------------------------
