@@ -198,7 +198,6 @@ def measure(overrides: list[str], args) -> dict:
 
 
 def decode_figures(ckpt: Path, device: str) -> dict:
-
     from seq2seq.data import load_split
     from seq2seq.search import decode_corpus
     from seq2seq.translate import Translator
@@ -231,9 +230,8 @@ def train_checkpoint(minutes: float, device: str) -> Path:
         return out / "best.pt"
     print(f"decode checkpoint: training the peer Bahdanau model for {minutes:g} minutes ...", flush=True)
     command = [sys.executable, "train.py", *PEER, f"train.batch_tokens={PEER_BATCH_TOKENS}", *VARIANTS["bahdanau"]]
-    command.append(f"train.max_time={minutes * 60:g}")
-    command.append(f"train.device={device}")
-    subprocess.run([*command, f"hydra.run.dir={out}"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    command += [f"train.max_time={minutes * 60:g}", f"train.device={device}", f"hydra.run.dir={out}"]
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return out / "best.pt"
 
 
