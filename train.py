@@ -1,7 +1,9 @@
 """Train a translation model: ``python train.py attention=bahdanau`` (any Hydra override)."""
 
+import contextlib
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,10 +17,13 @@ from seq2seq.training import train
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         config = Config.from_dict(OmegaConf.to_container(cfg, resolve=True))
-        result = train(config, HydraConfig.get().runtime.output_dir, list(HydraConfig.get().overrides.task))
+        result = train(config, out_dir, list(HydraConfig.get().overrides.task))
     except Seq2SeqError as error:
+        with contextlib.suppress(OSError):
+            out_dir.rmdir()  # Hydra made it; a run refused before writing anything leaves nothing behind
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     if result["stop"].startswith("signal"):

@@ -2,7 +2,7 @@
 
     SEQ2SEQ_DATA_DIR=../shared/corpora python scripts/bench.py [--ckpt RUN/best.pt]
 
-Training is measured on the peer-comparable model of the speed issue (embeddings 256, encoder
+Training is measured on the model compared with OpenNMT-py (make peers) (embeddings 256, encoder
 2x128 bidirectional, decoder 256, dropout 0.2, Adam, joint SentencePiece BPE 8k cut into
 per-side vocabularies, about 1,000 target tokens per batch) for the variants ``none``, ``luong``
 (no input feeding: parallel over target positions), ``luong_input_feed`` and ``bahdanau``, in
@@ -197,7 +197,21 @@ def measure(overrides: list[str], args) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def decode_figures(ckpt: Path, device: str) -> dict:
+def _figure(value: float | None, spec: str = ",.0f") -> str:
+    """A figure for the table, or ``n/a`` where the device could not run it (bf16 on a CPU without it)."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def cpu_extensions() -> list[str]:
+    """The CPU's AVX-512 and AMX flags (empty on a CPU without them, or where /proc/cpuinfo is missing)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma")))
+
+
+def decode_figures(ckpt: Path, device: str, precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict:
     from seq2seq.data import load_split
     from seq2seq.search import decode_corpus
     from seq2seq.translate import Translator
@@ -208,7 +222,8 @@ def decode_figures(ckpt: Path, device: str) -> dict:
     src_ids = translator.vocab.encode_src(list(load_split(config.data, split)["src"]))
     figures = {"checkpoint": str(ckpt), "split": split, "n_sentences": len(src_ids)}
     for name, beam, batch_size in (("greedy", 1, 128), ("beam5", 5, 64)):
-        for precision, suffix in (("fp32", ""), ("bf16", "_bf16")):
+        for precision in precisions:
+            suffix = "" if precision == "fp32" else "_bf16"
             times = []
             for _ in range(3):
                 start = time.perf_counter()
@@ -261,11 +276,14 @@ def main() -> int:
 
     from seq2seq.devices import pick_device
     from seq2seq.errors import Seq2SeqError
+    from seq2seq.precision import bf16_lstm_runs, describe_device
 
     try:
         device = pick_device(args.device)
     except Seq2SeqError as error:
         parser.error(str(error))
+    bf16 = bf16_lstm_runs(device)
+    machine_name = describe_device(device)
     out = args.out or REPO / "outputs" / (
         "bench.json" if device.type == "cpu" else f"bench-{args.device.replace(':', '')}.json"
     )
@@ -273,17 +291,30 @@ def main() -> int:
     if batch_tokens < 1:
         parser.error("--batch-tokens must be at least 1")
     started = time.monotonic()
-    machine = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    machine = {
+        "name": machine_name,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu_vector_extensions": cpu_extensions(),
+    }
     if device.type == "cuda":
         machine["gpu"] = torch.cuda.get_device_name(device)
     report = {
         "machine": {**machine, "device": str(device)},
         "peer_batch_tokens": batch_tokens,
-        "matmul_gflops": {"fp32": matmul_gflops(torch.float32, device), "bf16": matmul_gflops(torch.bfloat16, device)},
+        # bf16 only where the device runs bf16 LSTMs (elsewhere its matrix multiplies are emulated: minutes)
+        "bf16": "supported" if bf16 else f"unsupported on {describe_device(device)}",
+        "matmul_gflops": {
+            "fp32": matmul_gflops(torch.float32, device),
+            "bf16": matmul_gflops(torch.bfloat16, device) if bf16 else None,
+        },
         "train": {},
     }
     gflops = report["matmul_gflops"]
-    print(f"{device}: matmul GFLOP/s fp32 {gflops['fp32']:,.0f}, bf16 {gflops['bf16']:,.0f}", flush=True)
+    print(f"{device}: matmul GFLOP/s fp32 {gflops['fp32']:,.0f}, bf16 {_figure(gflops['bf16'])}", flush=True)
+    if not bf16:
+        print(f"bf16: {report['bf16']}; measuring float32 only", flush=True)
     print(
         f"{'variant':<18} {'fp32 tok/s':>10} {'bf16 tok/s':>10} {'MFU fp32':>8} {'MFU bf16':>8} {'peak RSS MB fp32 / bf16':>24}"
         + ("   peak GPU MB fp32 / bf16" if device.type == "cuda" else ""),
@@ -293,35 +324,40 @@ def main() -> int:
         base = [*PEER, f"train.batch_tokens={batch_tokens}", *overrides] if overrides else ["attention=bahdanau"]
         base.append(f"train.device={args.device}")
         fp32 = measure([*base, "train.precision=fp32"], args)
-        bf16 = measure([*base, "train.precision=bf16"], args)
+        half = measure([*base, "train.precision=bf16"], args) if bf16 else {}
         row = {
             "tgt_tok_per_s": fp32["tgt_tok_per_s"],
-            "tgt_tok_per_s_bf16": bf16["tgt_tok_per_s"],
+            "tgt_tok_per_s_bf16": half.get("tgt_tok_per_s"),
             "mfu": fp32["mfu"],
-            "mfu_bf16": bf16["mfu"],
+            "mfu_bf16": half.get("mfu"),
             "peak_rss_mb": fp32["peak_rss_mb"],
-            "peak_rss_mb_bf16": bf16["peak_rss_mb"],
+            "peak_rss_mb_bf16": half.get("peak_rss_mb"),
             "flops_per_tgt_token": fp32["flops_per_tgt_token"],
             "mean_tgt_tokens_per_batch": fp32["mean_tgt_tokens_per_batch"],
-            "windows": {"fp32": fp32["windows"], "bf16": bf16["windows"]},
+            "windows": {"fp32": fp32["windows"], "bf16": half.get("windows")},
         }
         if "peak_gpu_mb" in fp32:
-            row["peak_gpu_mb"], row["peak_gpu_mb_bf16"] = fp32["peak_gpu_mb"], bf16["peak_gpu_mb"]
+            row["peak_gpu_mb"], row["peak_gpu_mb_bf16"] = fp32["peak_gpu_mb"], half.get("peak_gpu_mb")
         (report["train"] if overrides else report.setdefault("default_model", {}))[name] = row
         print(
-            f"{name:<18} {row['tgt_tok_per_s']:>10,.0f} {row['tgt_tok_per_s_bf16']:>10,.0f} "
-            f"{row['mfu']:>8.1%} {row['mfu_bf16']:>8.1%} {row['peak_rss_mb']:>15,.0f} / {row['peak_rss_mb_bf16']:>6,.0f}"
-            + (f"   {row['peak_gpu_mb']:>13,.0f} / {row['peak_gpu_mb_bf16']:>6,.0f}" if "peak_gpu_mb" in row else ""),
+            f"{name:<18} {row['tgt_tok_per_s']:>10,.0f} {_figure(row['tgt_tok_per_s_bf16']):>10} "
+            f"{row['mfu']:>8.1%} {_figure(row['mfu_bf16'], '.1%'):>8} "
+            f"{row['peak_rss_mb']:>15,.0f} / {_figure(row['peak_rss_mb_bf16']):>6}"
+            + (
+                f"   {row['peak_gpu_mb']:>13,.0f} / {_figure(row['peak_gpu_mb_bf16']):>6}"
+                if "peak_gpu_mb" in row
+                else ""
+            ),
             flush=True,
         )
     ckpt = args.ckpt or train_checkpoint(args.train_minutes, args.device)
-    report["decode"] = decode_figures(ckpt, args.device)
+    report["decode"] = decode_figures(ckpt, args.device, ("fp32", "bf16") if bf16 else ("fp32",))
     d = report["decode"]
     print(
         f"decode {d['split']} ({d['n_sentences']} sentences), sent/s fp32 / bf16: "
-        f"greedy {d['greedy_sent_per_s']:,.0f} / {d['greedy_sent_per_s_bf16']:,.0f}, "
-        f"beam 5 {d['beam5_sent_per_s']:,.0f} / {d['beam5_sent_per_s_bf16']:,.0f}; "
-        f"mean output {d['mean_output_len']:.1f} / {d['mean_output_len_bf16']:.1f} tokens"
+        f"greedy {d['greedy_sent_per_s']:,.0f} / {_figure(d.get('greedy_sent_per_s_bf16'))}, "
+        f"beam 5 {d['beam5_sent_per_s']:,.0f} / {_figure(d.get('beam5_sent_per_s_bf16'))}; "
+        f"mean output {d['mean_output_len']:.1f} / {_figure(d.get('mean_output_len_bf16'), '.1f')} tokens"
     )
     report["seconds"] = time.monotonic() - started
     out.parent.mkdir(parents=True, exist_ok=True)

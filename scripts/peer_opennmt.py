@@ -1,4 +1,4 @@
-"""OpenNMT-py 3.5.1 on the speed issue's peer model, measured on this host now, for ``make bench``'s ratios.
+"""OpenNMT-py 3.5.1 on bench's peer model, measured on this host now, for ``make bench``'s ratios.
 
     SEQ2SEQ_DATA_DIR=../shared/corpora python scripts/peer_opennmt.py     # ~7 minutes on 2 cores
 
@@ -77,13 +77,33 @@ def run(command: list[str], log: Path, env: dict | None = None) -> tuple[str, fl
     return text, usage.ru_maxrss / 1024  # KiB on Linux
 
 
+def see_this_environment(python: Path) -> None:
+    """Let the peer venv import this interpreter's packages (torch above all), after its own.
+
+    ``venv --system-site-packages`` would expose the *base* interpreter's packages, not those of a
+    virtualenv this project is installed in (the usual case), so torch would be missing there. A
+    ``.pth`` file in the peer venv's site-packages appends this interpreter's package folders.
+    """
+    import site
+
+    folders = [p for p in [*site.getsitepackages(), site.getusersitepackages()] if Path(p).is_dir()]
+    found = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    Path(found.stdout.strip(), "seq2seq-parent.pth").write_text("".join(f"{p}\n" for p in folders))
+
+
 def install() -> Path:
     """OpenNMT-py 3.5.1 and its dependencies, torch excepted, in ``outputs/peers/venv``."""
     python = VENV / "bin" / "python"
     if not python.exists():
         print("installing OpenNMT-py 3.5.1 into", VENV, flush=True)
         log = OUT / "install.log"
-        run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)], log)
+        run([sys.executable, "-m", "venv", str(VENV)], log)
+        see_this_environment(python)
         run([str(python), "-m", "pip", "install", "-q", "--no-deps", "OpenNMT-py==3.5.1"], log)
         run([str(python), "-m", "pip", "install", "-q", *DEPS.split()], log)
     return VENV / "bin"
@@ -179,7 +199,17 @@ def main() -> None:
     import torch
     from bench import matmul_gflops
 
-    figures = {"matmul_gflops": {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}}
+    from seq2seq.precision import bf16_lstm_runs, describe_device
+
+    cpu = torch.device("cpu")
+    bf16 = bf16_lstm_runs(cpu)  # elsewhere the bf16 product is emulated and takes minutes
+    figures = {
+        "machine": describe_device(cpu),
+        "matmul_gflops": {
+            "fp32": matmul_gflops(torch.float32),
+            "bf16": matmul_gflops(torch.bfloat16) if bf16 else None,
+        },
+    }
     figures["train"] = {
         "additive": train(bin_dir, data, "mlp", 1000),
         "general": train(bin_dir, data, "general", 400),
@@ -189,7 +219,9 @@ def main() -> None:
     figures["decode"]["beam5"] = translate(bin_dir, data, checkpoint, 5, 64)
     (OUT / "opennmt.json").write_text(json.dumps(figures, indent=2))
     t, d = figures["train"], figures["decode"]
-    print(f"matmul GFLOP/s: fp32 {figures['matmul_gflops']['fp32']:.0f}, bf16 {figures['matmul_gflops']['bf16']:.0f}")
+    gflops = figures["matmul_gflops"]
+    bf16_text = "n/a (unsupported)" if gflops["bf16"] is None else f"{gflops['bf16']:.0f}"
+    print(f"{figures['machine']}: matmul GFLOP/s fp32 {gflops['fp32']:.0f}, bf16 {bf16_text}")
     for name, f in t.items():
         print(f"OpenNMT-py {name:9s} {f['tgt_tok_per_s']:7,.0f} tgt tok/s   peak RSS {f['peak_rss_mb']:,.0f} MB")
     print(

@@ -102,7 +102,7 @@ class Trainer:
         if tc.threads is not None:
             torch.set_num_threads(tc.threads)
         self.device = pick_device(dist.device(tc.device), "train.device")
-        self.precision = resolve_precision(tc.precision, self.device)
+        self.precision = resolve_precision(tc.precision, self.device, "train.precision")
         if not dist.is_main:
             dist.barrier()  # rank 0 trains SentencePiece and fills the caches first; the others read them
         vocab_state, self.train_data, self.valid_data = prepare_data(config, resume["vocab"] if resume else None)
@@ -684,6 +684,9 @@ def train(config: Config, out_dir: str | Path, overrides: list[str] | None = Non
 
 def _train_in(config: Config, out_dir: str | Path, overrides: list[str] | None, dist: Distributed) -> dict[str, Any]:
     out_dir = Path(dist.broadcast(str(out_dir)))  # Hydra's ${now:} may differ by a second between ranks
+    # a device the machine lacks, or a precision it cannot run, fails before the run dir is touched
+    device = pick_device(dist.device(config.train.device), "train.device")
+    resolve_precision(config.train.precision, device, "train.precision")
     config, resume = _open_run_dir(out_dir, config, overrides)
     dist.barrier()  # every rank has checked the directory before rank 0 writes into it
     if not dist.is_main:

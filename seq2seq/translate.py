@@ -45,7 +45,7 @@ class Translator:
         """``precision``: ``auto`` (bf16 autocast on a CPU that has it natively), ``fp32`` or ``bf16``."""
         bound_kernel_caches()  # before the first decoding step builds a kernel (a no-op after training)
         self.model, self.vocab, self.config, self.device = model.eval(), vocab, config, device
-        self.precision = resolve_precision(precision, device)
+        self.precision = resolve_precision(precision, device, "--precision")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", precision: str = "auto") -> Translator:

@@ -117,7 +117,7 @@ def test_bad_checkpoint_path_or_file(trained_run, tmp_path, capsys, monkeypatch,
 @pytest.mark.parametrize(
     ("device", "message"),
     [
-        ("gpu", "--device='gpu' is not a device; choose auto, cpu, cuda or cuda:N"),
+        ("gpu", "--device='gpu' is not a device; choose auto, cpu, cuda, cuda:N or mps"),
         ("cuda:99", "--device=cuda:99 but "),  # no CUDA build, or fewer than 100 GPUs
     ],
 )
@@ -131,6 +131,32 @@ def test_a_device_the_machine_lacks_is_one_line(trained_run, capsys, monkeypatch
         assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
     with pytest.raises(ConfigError, match="train.device="):
         pick_device(torch.device(device) if device.startswith("cuda") else device, "train.device")
+
+
+def test_bf16_where_it_cannot_run_is_one_line_for_translate_and_evaluate(trained_run, capsys, monkeypatch):
+    monkeypatch.setattr("seq2seq.precision.bf16_lstm_runs", lambda device: False)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Hallo\n")))
+    before = sorted(trained_run.rglob("*"))
+    for command in (main, evaluate_main):
+        args = ["--checkpoint", str(trained_run / "best.pt")] if command is main else ["--run", str(trained_run)]
+        status = command([*args, "--precision", "bf16"])
+        out, err = capsys.readouterr()
+        assert status == 2 and out == "" and err.count("\n") == 1, err
+        assert err.startswith("error: --precision=bf16 but this CPU (") and "use --precision=fp32" in err
+    assert sorted(trained_run.rglob("*")) == before  # nothing written
+
+
+def test_mps_is_picked_by_auto_where_available_and_refused_where_not(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("seq2seq.devices.mps_available", lambda: True)
+    assert pick_device("auto") == torch.device("mps") and pick_device("mps") == torch.device("mps")
+    assert pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr("seq2seq.devices.mps_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match=r"^train\.device=mps but this machine or torch build has no Apple MPS"):
+        pick_device("mps", "train.device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("cuda")  # CUDA first
 
 
 # -- the translate command: whatever arrives on stdin ------------------------------------------------

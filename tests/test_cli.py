@@ -29,6 +29,28 @@ def test_train_py_runs_and_refuses_to_overwrite(corpus_root, tmp_path):
     assert "Traceback" not in again.stderr and (out / "last.pt").read_bytes() == before
 
 
+# oneDNN and ATen limited to AVX2: a CPU without AVX-512 (and so without bf16 LSTM kernels) on any x86 host
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+@pytest.mark.slow
+def test_bf16_on_an_avx2_cpu_exits_2_with_one_line_and_writes_nothing(corpus_root, tmp_path):
+    """The issue's check: ``train.precision=bf16`` where bf16 LSTMs cannot run (where they can, it trains)."""
+    env = {**ENV, **AVX2_ONLY, "SEQ2SEQ_DATA_DIR": str(corpus_root)}
+    probe = "import torch; from seq2seq.precision import bf16_lstm_runs; print(bf16_lstm_runs(torch.device('cpu')))"
+    runs = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, env=env)
+    assert runs.stdout.strip() in ("True", "False"), runs.stderr
+    out = tmp_path / "run"
+    args = [sys.executable, "train.py", *TINY, "train.precision=bf16", "train.max_steps=5", f"hydra.run.dir={out}"]
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    if runs.stdout.strip() == "True":  # e.g. an ARM CPU whose oneDNN has bf16 LSTMs: the cap means nothing there
+        assert result.returncode == 0 and (out / "last.pt").exists(), result.stderr
+        return
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: train.precision=bf16 but this CPU")
+    assert "use train.precision=fp32 or train.precision=auto" in result.stderr and not out.exists()
+
+
 @pytest.mark.slow
 def test_missing_corpus_is_one_clear_line(tmp_path):
     env = {**ENV, "SEQ2SEQ_DATA_DIR": str(tmp_path / "nowhere")}

@@ -218,8 +218,14 @@ def test_bf16_decoding_scores_what_fp32_scores(trained_run, corpus_root, one_thr
     from seq2seq.batching import source_tensor
     from seq2seq.config import DataConfig
     from seq2seq.data import load_split
+    from seq2seq.errors import ConfigError
+    from seq2seq.precision import bf16_lstm_runs
     from seq2seq.translate import Translator
 
+    if not bf16_lstm_runs(torch.device("cpu")):  # this CPU cannot: the same request is refused
+        with pytest.raises(ConfigError, match=r"--precision=bf16 but .* use --precision=fp32"):
+            Translator.from_checkpoint(trained_run / "best.pt", precision="bf16")
+        return
     translator = Translator.from_checkpoint(trained_run / "best.pt", precision="bf16")
     assert translator.precision == "bf16"
     sources = list(load_split(DataConfig(root=str(corpus_root)), "test_2016_flickr")["src"])[:64]

@@ -7,9 +7,9 @@ import torch
 
 from conftest import ATTENTIONS, TINY, compose, events
 from seq2seq.checkpoint import load_checkpoint
-from seq2seq.errors import RunDirError
+from seq2seq.errors import ConfigError, RunDirError
 from seq2seq.model import EOS
-from seq2seq.precision import resolve_precision
+from seq2seq.precision import bf16_lstm_runs, resolve_precision
 from seq2seq.training import Trainer, budget_lr, train
 
 SCALARS = {
@@ -134,17 +134,36 @@ def test_budget_schedule_drives_the_logged_rate(corpus_root, tmp_path):
 
 def test_auto_precision_is_bf16_only_on_a_cpu_that_has_it():
     cpu = torch.device("cpu")
-    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
-    flags = open("/proc/cpuinfo").read().split()
-    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert resolve_precision("fp32", cpu) == "fp32"
+    try:
+        flags = set(open("/proc/cpuinfo").read().split())
+    except OSError:  # not Linux: auto never guesses bf16 there
+        flags = set()
+    native = bool(flags & {"avx512_bf16", "amx_bf16"}) and bf16_lstm_runs(cpu)
     assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
-    gpu = torch.device("cuda")  # only named: resolving it touches no GPU
-    assert resolve_precision("auto", gpu) == "fp32" and resolve_precision("bf16", gpu) == "bf16"
+    gpu = torch.device("cuda")  # only named: resolving auto touches no GPU
+    assert resolve_precision("auto", gpu) == "fp32"
+
+
+def test_bf16_where_the_device_cannot_run_it_is_refused_before_anything_is_written(corpus_root, tmp_path, monkeypatch):
+    """The refusal path on every machine: the device's answer to the probe is replaced by "no"."""
+    monkeypatch.setattr("seq2seq.precision.bf16_lstm_runs", lambda device: False)
+    config = compose([*TINY, f"data.root={corpus_root}", "train.max_steps=5", "train.precision=bf16"])
+    with pytest.raises(ConfigError, match=r"train\.precision=bf16 but this CPU .* use train\.precision=fp32"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"  # auto never picks what cannot run
 
 
 @pytest.mark.slow
 def test_bf16_autocast_run_learns(corpus_root, tmp_path):
+    """Where the CPU runs bf16 LSTMs, a bf16 run learns; where it cannot, the same run is refused."""
     config = compose([*TINY, f"data.root={corpus_root}", "train.max_steps=40", "train.precision=bf16"])
+    if not bf16_lstm_runs(torch.device("cpu")):
+        with pytest.raises(ConfigError, match=r"train\.precision=bf16 but .* cannot run bfloat16 LSTMs"):
+            train(config, tmp_path / "run")
+        assert not (tmp_path / "run").exists()
+        return
     result = train(config, tmp_path)
     losses = [e.value for e in events(tmp_path).Scalars("train/loss")]
     assert losses[-1] < losses[0] - 0.5 and result["valid/bleu"] >= 0.0
