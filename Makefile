@@ -3,10 +3,11 @@ PYTHON ?= python
 RUN ?=
 BEAM ?= 1
 CKPT ?=
-DATA ?= wmt_newstest
-BUDGET ?= 10m
+DATA ?= multi30k
+STEPS ?= 2000
 SEEDS ?= 1
 DEVICE ?=
+CONCAT ?= 1
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint format demo train eval bench peers length-study tensorboard clean
@@ -35,14 +36,14 @@ demo:  ## the attention lesson on random tensors: every score function, printed 
 train:  ## train the default model (Bahdanau attention on Multi30k de-en)
 	$(PYTHON) train.py
 
-eval:  ## score a run's best.pt on its test splits (RUN=outputs/... or the newest run; BEAM=5 for beam search; DEVICE=cuda)
-	$(PYTHON) -m seq2seq.evaluate $(if $(RUN),--run $(RUN)) --beam $(BEAM) $(if $(DEVICE),--device $(DEVICE))
+eval:  ## score a run's best.pt on its test splits (RUN=outputs/...; BEAM=5; CONCAT=8 adds long inputs; DEVICE=cuda)
+	$(PYTHON) -m seq2seq.evaluate $(if $(RUN),--run $(RUN)) --beam $(BEAM) --concat $(CONCAT) $(if $(DEVICE),--device $(DEVICE))
 
 peers:  ## OpenNMT-py 3.5.1 on bench's peer model, on this host now -> outputs/peers/opennmt.json
 	$(PYTHON) scripts/peer_opennmt.py
 
-length-study:  ## none/luong/bahdanau, same budget, BLEU by source length (DATA=, BUDGET=10m, SEEDS=1)
-	$(PYTHON) scripts/length_study.py --data $(DATA) --budget $(BUDGET) --seeds $(SEEDS)
+length-study:  ## none/luong/bahdanau, equal updates, natural and long training, BLEU by length (STEPS=2000, SEEDS=1, DATA=)
+	$(PYTHON) scripts/length_study.py --data $(DATA) --steps $(STEPS) --seeds $(SEEDS)
 
 bench:  ## training/decoding speed, memory and MFU -> outputs/bench.json (CKPT=best.pt for decoding; DEVICE=cuda)
 	$(PYTHON) scripts/bench.py $(if $(CKPT),--ckpt $(CKPT)) $(if $(DEVICE),--device $(DEVICE))

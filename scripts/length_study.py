@@ -1,245 +1,444 @@
-"""``make length-study``: what attention buys on long sentences (Bahdanau et al. 2015, Fig. 2).
+"""``make length-study``: what attention buys on long inputs (Bahdanau et al. 2015, Fig. 2, in spirit).
 
-    SEQ2SEQ_DATA_DIR=../shared/corpora python scripts/length_study.py --budget 10m [--seeds 3]
+    SEQ2SEQ_DATA_DIR=../shared/corpora python scripts/length_study.py [--steps 2000] [--seeds 3]
 
-Trains ``none``, ``luong`` and ``bahdanau`` with the same data, model sizes and time budget in
-one Hydra multirun (under ``outputs/multirun/``), evaluates each run's ``best.pt`` on every test
-split of the corpus with greedy decoding (``seq2seq.evaluate``), and reports BLEU per
-source-length bucket with 95 % bootstrap intervals, separately per test split and for all test
-splits together, plus the gap between each attention variant and the baseline per bucket with
-a paired-bootstrap 95 % interval. With ``--seeds N`` every variant is trained N times and the
-table gives mean ± std over seeds (intervals from the first seed). Writes
-``length_study.{json,md,png}`` into the sweep directory (``--docs`` also copies the figure and
-table into ``docs/``). ``--runs DIR`` re-evaluates an existing sweep without training.
+Trains ``none``, ``luong`` and ``bahdanau`` with the same data, model sizes and number of
+optimiser updates (``train.max_steps``), in two training regimes:
+
+- ``natural``: the corpus as it is (Multi30k captions: 12 words on average);
+- ``long``: a quarter of the training pairs joined with 1 ... 7 random others
+  (``data.long_examples``), so every model has seen inputs as long as the test's long ones.
+
+Each run's ``best.pt`` is evaluated greedily (``seq2seq.evaluate --concat 8``) on the natural test
+splits and on long inputs made of k = 2 ... 8 consecutive test sentences. The report gives, per
+regime: BLEU and the output/reference length ratio for every k; BLEU by source length (1-10, ...,
+71-80, 81+ words) over all those inputs with 95 % bootstrap intervals; each attention variant's gap
+to ``none`` with a paired-bootstrap interval; the natural test splits by length. With ``--seeds N``
+the figures are means over seeds (bands: the seeds' mean bootstrap interval).
+
+Runs live in ``outputs/length-study/<data>-<steps>steps/<regime>/<variant>-seed<seed>/``.
+Running the same command again skips finished runs, resumes interrupted ones (the trainer
+resumes exactly) and reuses finished evaluations; ``--runs DIR`` re-analyses a study without
+training. Writes ``length_study.{json,md,png}`` into that directory (``--docs``: also into
+``docs/`` as ``length_study_<data>.*``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
+from seq2seq.config import compose
+from seq2seq.errors import Seq2SeqError
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 VARIANTS = ("none", "luong", "bahdanau")
-TOGETHER = "all test sets"
+# a quarter of the training pairs become joins of 2-8 captions (up to ~100 words; the filter allows 120)
+REGIMES = {
+    "natural": [],
+    "long": ["data.long_examples.fraction=0.25", "data.long_examples.max_k=8", "data.filter.max_len=120"],
+}
+DEFAULTS = ["train.valid_max_sentences=1000"]  # validation picks best.pt; 1,000 sentences keep it cheap
+EDGES = (10, 20, 30, 40, 50, 60, 70, 80)
+POOLED = "long inputs"  # every test split at every k, pooled and bucketed by source length
 
 
-# validation picks best.pt and early stopping; 1,000 sentences keep it cheap inside the time budget
-DEFAULTS = ["train.valid_max_sentences=1000"]
+# -- training --------------------------------------------------------------------------------
 
 
-def train(sweep: Path, data: str, budget: str, seeds: list[int], overrides: list[str]) -> None:
-    command = [
-        sys.executable,
-        "train.py",
-        "-m",
-        f"data={data}",
-        f"attention={','.join(VARIANTS)}",
-        f"train.seed={','.join(map(str, seeds))}",
-        f"train.max_time={budget}",
+def run_dir(root: Path, regime: str, variant: str, seed: int) -> Path:
+    return root / regime / f"{variant}-seed{seed}"
+
+
+def overrides_for(args, regime: str, variant: str, seed: int) -> list[str]:
+    return [
+        f"data={args.data}",
+        f"attention={variant}",
+        f"train.seed={seed}",
+        f"train.max_steps={args.steps}",
         *DEFAULTS,
-        *overrides,
-        f"hydra.sweep.dir={sweep}",
+        *REGIMES[regime],
+        *([f"data.long_examples.seed={seed}"] if regime == "long" else []),
+        *args.overrides,
     ]
-    print("training:", " ".join(command[1:]), flush=True)
-    subprocess.run(command, cwd=REPO, check=True)
 
 
-def collect(sweep: Path) -> dict[str, list[Path]]:
-    """``{variant: [run dirs, by seed]}`` from a sweep directory."""
-    runs: dict[str, list[Path]] = {}
-    for config_path in sorted(sweep.glob("*/config.json")):
-        if not (config_path.parent / "best.pt").exists():
-            continue
-        config = json.loads(config_path.read_text())
-        runs.setdefault(config["attention"]["type"], []).append((config["train"]["seed"], config_path.parent))
-    missing = [v for v in VARIANTS if v not in runs]
-    if missing:
-        sys.exit(f"error: {sweep} has no finished run (best.pt) for {', '.join(missing)}")
-    return {v: [run for _, run in sorted(runs[v])] for v in VARIANTS}
+def check_inputs(args) -> None:
+    """Everything that can be wrong with the request, before anything trains: configs, test splits, joins."""
+    import datasets
+
+    from seq2seq.data import filter_pairs, load_split
+    from seq2seq.evaluate import load_test_splits
+    from seq2seq.longinputs import long_examples
+
+    datasets.disable_progress_bars()  # an error below stays one line
+
+    configs = {r: compose(overrides_for(args, r, "bahdanau", args.seed)) for r in args.regimes}  # typos: ConfigError
+    data = next(iter(configs.values())).data
+    splits = load_test_splits(data)
+    shortest = min(len(src) for src, _ in splits.values())
+    if args.concat > shortest:
+        raise Seq2SeqError(f"--concat {args.concat} needs test splits of at least {args.concat} sentences")
+    if "long" in configs:
+        long = configs["long"].data
+        pairs, _ = filter_pairs(load_split(long, long.train), long.filter)
+        le = long.long_examples
+        long_examples(pairs["src"], pairs["tgt"], le.fraction, le.max_k, le.seed, long.filter.max_len)
 
 
-def analyse(runs: dict[str, list[Path]], bootstrap: int) -> dict:
-    import numpy as np
+def train_all(root: Path, args, timings: dict) -> None:
+    for seed in args.seed_list:
+        for regime in args.regimes:
+            for variant in VARIANTS:
+                out = run_dir(root, regime, variant, seed)
+                if (out / "metrics.json").exists() and (out / "best.pt").exists():
+                    print(f"finished: {out}", flush=True)
+                    continue
+                resume = ["train.resume=true"] if (out / "last.pt").exists() else []
+                command = [sys.executable, "train.py", *overrides_for(args, regime, variant, seed), *resume]
+                command.append(f"hydra.run.dir={out}")
+                print(("resuming" if resume else "training"), out, flush=True)
+                start = time.monotonic()
+                done = subprocess.run(command, cwd=REPO)
+                key = str(out.relative_to(root))
+                timings["train"][key] = timings["train"].get(key, 0.0) + time.monotonic() - start
+                save_timings(root, timings)
+                if done.returncode != 0:
+                    sys.exit(f"error: training {out} failed (exit {done.returncode}); run the same command to resume")
+
+
+def load_timings(root: Path) -> dict:
+    path = root / "timings.json"
+    return json.loads(path.read_text()) if path.exists() else {"train": {}, "evaluate": {}}
+
+
+def save_timings(root: Path, timings: dict) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+
+def collect(root: Path, seeds: list[int] | None = None) -> dict[str, dict[str, list[tuple[int, Path]]]]:
+    """``{regime: {variant: [(seed, run dir), ...]}}`` of the finished runs under ``root``."""
+    runs: dict[str, dict[str, list[tuple[int, Path]]]] = {}
+    for metrics in sorted(root.glob("*/*-seed*/metrics.json")):
+        run = metrics.parent
+        variant, seed = run.name.rsplit("-seed", 1)
+        if variant in VARIANTS and (run / "best.pt").exists() and (seeds is None or int(seed) in seeds):
+            runs.setdefault(run.parent.name, {}).setdefault(variant, []).append((int(seed), run))
+    if not runs:
+        raise Seq2SeqError(f"{root} holds no finished run (metrics.json and best.pt); train first")
+    for regime, by_variant in runs.items():
+        missing = [v for v in VARIANTS if v not in by_variant]
+        if missing:
+            raise Seq2SeqError(f"{root / regime} has no finished run for {', '.join(missing)}")
+    order = [*REGIMES, *sorted(set(runs) - set(REGIMES))]
+    return {r: {v: runs[r][v] for v in VARIANTS} for r in order if r in runs}
+
+
+def evaluated(run: Path, args, timings: dict) -> dict:
+    """The run's greedy report with long inputs, reused when it is of this checkpoint and these settings."""
+    from seq2seq.checkpoint import load_checkpoint
+    from seq2seq.evaluate import evaluate_run
+
+    path = run / "eval" / "greedy" / "report.json"
+    step = int(load_checkpoint(run / "best.pt").get("progress", {}).get("step", 0))
+    if path.exists():
+        report = json.loads(path.read_text())
+        wanted = {f"+k{k}" for k in range(2, args.concat + 1)}
+        have = {name[name.index("+k") :] for name in report["splits"] if "+k" in name}
+        first = next(iter(report["splits"].values()))["buckets"]
+        if report.get("step") == step and wanted <= have and len(first) == len(EDGES) + 1:
+            return report
+    print(f"evaluating {run}", flush=True)
+    start = time.monotonic()
+    report = evaluate_run(run, buckets=EDGES, n_heatmaps=0, bootstrap=args.bootstrap, concat=args.concat)
+    timings["evaluate"][str(run)] = time.monotonic() - start
+    return report
+
+
+# -- analysis --------------------------------------------------------------------------------
+
+
+def analyse(runs: dict, args, timings: dict) -> dict:
+    from sacrebleu.metrics import BLEU
 
     from seq2seq.checkpoint import load_checkpoint
     from seq2seq.config import Config
-    from seq2seq.evaluate import (
-        BUCKETS,
-        bucket_ranges,
-        evaluate_run,
-        gap_interval,
-        length_buckets,
-        load_test_splits,
-        range_label,
-    )
+    from seq2seq.evaluate import CONCAT_MARK, gap_interval, length_buckets, load_test_splits, with_concatenations
 
-    first = runs[VARIANTS[0]][0]
-    data = Config.from_dict(load_checkpoint(first / "best.pt")["config"]).data
-    splits = load_test_splits(data)
-    sets = {**{name: [name] for name in splits}, TOGETHER: list(splits)}
-    # hypotheses[variant][seed index][split]
-    hypotheses: dict[str, list[dict[str, list[str]]]] = {}
-    overall: dict[str, list[dict[str, float]]] = {}
-    for variant, dirs in runs.items():
-        for run in dirs:
-            print(f"evaluating {run}", flush=True)
-            report = evaluate_run(run, n_heatmaps=0, bootstrap=200)
-            hyps = {s: (run / "eval" / "greedy" / f"{s}.hyp.txt").read_text().splitlines() for s in splits}
-            hypotheses.setdefault(variant, []).append(hyps)
-            overall.setdefault(variant, []).append({s: r["bleu"] for s, r in report["splits"].items()})
-
-    from sacrebleu.metrics import BLEU
-
-    refs_all = [line for s in splits for line in splits[s][1]]
-    for variant, per_run in overall.items():
-        for scores, hyps in zip(per_run, hypotheses[variant]):
-            scores[TOGETHER] = BLEU().corpus_score([h for s in splits for h in hyps[s]], [refs_all]).score
-    result: dict = {"data": f"{data.name}:{data.src}-{data.tgt}", "sets": {}, "runs": {}}
-    for variant, dirs in runs.items():
-        result["runs"][variant] = [
-            {"dir": str(run), "test_bleu": bleu, **_progress(run)} for run, bleu in zip(dirs, overall[variant])
-        ]
-    for name, members in sets.items():
-        src = [line for s in members for line in splits[s][0]]
-        refs = [line for s in members for line in splits[s][1]]
-        entry: dict = {"n_sentences": len(src), "models": {}, "gaps": {}}
-        per_seed: dict[str, list[list[dict]]] = {}
-        for variant in VARIANTS:
-            per_seed[variant] = [
-                length_buckets(
-                    src, [h for s in members for h in hyps[s]], refs, bootstrap=bootstrap, rng=np.random.default_rng(0)
+    first_run = next(iter(next(iter(runs.values())).values()))[0][1]
+    data = Config.from_dict(load_checkpoint(first_run / "best.pt")["config"]).data
+    natural = list(load_test_splits(data))
+    sets = with_concatenations(load_test_splits(data), args.concat)
+    k_of = {name: int(name.split(CONCAT_MARK)[1]) if CONCAT_MARK in name else 1 for name in sets}
+    pooled_src = [line for name in sets for line in sets[name][0]]
+    pooled_refs = [line for name in sets for line in sets[name][1]]
+    lengths = [len(s.split()) for s in pooled_src]
+    result: dict = {"data": f"{data.name}:{data.src}-{data.tgt}", "steps": args.steps, "regimes": {}}
+    for regime, by_variant in runs.items():
+        entry: dict = {"overrides": REGIMES.get(regime, []), "runs": {}, "by_k": {}, POOLED: {}, "natural": {}}
+        pooled_hyps: dict[str, list[list[str]]] = {}
+        for variant, seeded in by_variant.items():
+            for seed, run in seeded:
+                report = evaluated(run, args, timings)
+                hyps = {name: (run / "eval" / "greedy" / f"{name}.hyp.txt").read_text().splitlines() for name in sets}
+                pooled_hyps.setdefault(variant, []).append([h for name in sets for h in hyps[name]])
+                metrics = json.loads((run / "metrics.json").read_text())
+                by_k = {}
+                for k in range(1, args.concat + 1):
+                    members = [name for name in sets if k_of[name] == k]
+                    score = BLEU().corpus_score(
+                        [h for name in members for h in hyps[name]], [[r for name in members for r in sets[name][1]]]
+                    )
+                    by_k[k] = {"n": sum(len(sets[n][0]) for n in members), "bleu": score.score}
+                    by_k[k]["length_ratio"] = score.sys_len / max(score.ref_len, 1)
+                entry["runs"].setdefault(variant, []).append(
+                    {
+                        "seed": seed,
+                        "dir": str(run),
+                        "steps": metrics.get("step"),
+                        "valid_bleu": metrics.get("best/valid_bleu"),
+                        "test_bleu": {s: report["splits"][s]["bleu"] for s in natural},
+                        "by_k": by_k,
+                        "train_seconds": train_seconds(run),
+                    }
                 )
-                for hyps in hypotheses[variant]
+                for split in natural:
+                    entry["natural"].setdefault(split, {}).setdefault(variant, []).append(
+                        report["splits"][split]["buckets"]
+                    )
+            entry["by_k"][variant] = merge_k([r["by_k"] for r in entry["runs"][variant]])
+            per_seed = [
+                length_buckets(pooled_src, hyps, pooled_refs, EDGES, args.bootstrap, np.random.default_rng(0))
+                for hyps in pooled_hyps[variant]
             ]
-            entry["models"][variant] = _merge_seeds(per_seed[variant])
-        base = [h for s in members for h in hypotheses["none"][0][s]]
-        lengths = [len(line.split()) for line in src]
+            entry[POOLED][variant] = merge_seeds(per_seed)
+        entry["natural"] = {s: {v: merge_seeds(b) for v, b in m.items()} for s, m in entry["natural"].items()}
+        entry["gaps"] = {}
         for variant in VARIANTS[1:]:
-            hyps = [h for s in members for h in hypotheses[variant][0][s]]
             gaps = []
-            for k, (low, high) in enumerate(bucket_ranges(BUCKETS)):
-                rows = [i for i, n in enumerate(lengths) if n >= low and (high is None or n <= high)]
-                gap = {"range": range_label(low, high), "n": len(rows), "gap": None, "ci95": None}
+            for bucket, base in zip(entry[POOLED][variant], entry[POOLED]["none"]):
+                rows = [i for i, n in enumerate(lengths) if in_range(n, bucket["range"])]
+                gap = {"range": bucket["range"], "n": len(rows), "gap": None, "ci95": None}
                 if rows:
-                    diffs = [a[k]["bleu"] - b[k]["bleu"] for a, b in zip(per_seed[variant], per_seed["none"])]
-                    gap["gap"] = statistics.mean(diffs)
-                    if len(diffs) > 1:
-                        gap["std"] = statistics.stdev(diffs)
-                    pick = [hyps[i] for i in rows], [base[i] for i in rows], [refs[i] for i in rows]
-                    gap["ci95"] = gap_interval(*pick, bootstrap, np.random.default_rng(0))
+                    gap["gap"] = bucket["bleu"] - base["bleu"]
+                    pick = ([pooled_hyps[variant][0][i] for i in rows], [pooled_hyps["none"][0][i] for i in rows])
+                    gap["ci95"] = gap_interval(*pick, [pooled_refs[i] for i in rows], args.bootstrap, rng(0))
                 gaps.append(gap)
             entry["gaps"][variant] = gaps
-        result["sets"][name] = entry
+        result["regimes"][regime] = entry
     return result
 
 
-def _progress(run: Path) -> dict:
-    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
-    return {"steps": metrics.get("step"), "valid_bleu": metrics.get("best/valid_bleu")}
+def train_seconds(run: Path) -> float:
+    """Wall time the run spent in its training processes (across resumes), from its last checkpoint."""
+    from seq2seq.checkpoint import load_checkpoint
+
+    return float(load_checkpoint(run / "last.pt").get("progress", {}).get("train_seconds", 0.0))
 
 
-def _merge_seeds(seeds: list[list[dict]]) -> list[dict]:
-    """The first seed's buckets (with their intervals), with mean and std over seeds when there are several."""
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def in_range(n: int, label: str) -> bool:
+    low, _, high = label.partition("-")
+    return n >= int(low.rstrip("+")) and (not high or n <= int(high))
+
+
+def merge_seeds(seeds: list[list[dict]]) -> list[dict]:
+    """Buckets averaged over seeds: mean BLEU, its std, the mean bootstrap interval, the mean length ratio."""
     merged = []
     for buckets in zip(*seeds):
-        entry = dict(buckets[0])
-        scores = [b["bleu"] for b in buckets if b["bleu"] is not None]
-        if len(seeds) > 1 and scores:
-            entry["bleu_mean"] = statistics.mean(scores)
-            entry["bleu_std"] = statistics.stdev(scores) if len(scores) > 1 else 0.0
+        entry = {"range": buckets[0]["range"], "n": buckets[0]["n"], "bleu": None, "ci95": None}
+        entry["length_ratio"] = None
+        scored = [b for b in buckets if b["bleu"] is not None]
+        if scored:
+            entry["bleu"] = statistics.mean(b["bleu"] for b in scored)
+            entry["std"] = statistics.stdev(b["bleu"] for b in scored) if len(scored) > 1 else 0.0
+            entry["ci95"] = [statistics.mean(b["ci95"][i] for b in scored) for i in (0, 1)]
+            entry["length_ratio"] = statistics.mean(b["length_ratio"] for b in scored)
+        entry["seeds"] = len(scored)
         merged.append(entry)
     return merged
 
 
-def markdown(result: dict, command: str, minutes: float | None) -> str:
-    lines = [f"# Length study: {result['data']}", ""]
-    if minutes is not None:
-        lines += [f"`{command}` — {minutes:.0f} minutes on this machine (training and evaluation).", ""]
-    lines += ["| model | steps | best valid BLEU | " + " | ".join(f"test {s}" for s in result["sets"]) + " |"]
-    lines += ["|---|---|---|" + "---|" * len(result["sets"])]
-    for variant, runs in result["runs"].items():
-        run = runs[0]
-        tests = [f"{run['test_bleu'][s]:.1f}" for s in result["sets"] if s in run["test_bleu"]]
-        valid = f"{run['valid_bleu']:.1f}" if run["valid_bleu"] is not None else "-"
-        lines.append(f"| {variant} | {run['steps']} | {valid} | " + " | ".join(tests) + " |")
-    for name, entry in result["sets"].items():
-        ranges = [b["range"] for b in entry["models"]["none"]]
-        lines += ["", f"## {name} ({entry['n_sentences']} sentences): BLEU by source length (words)", ""]
-        lines += ["| | " + " | ".join(ranges) + " |", "|---|" + "---|" * len(ranges)]
-        counts = [str(b["n"]) for b in entry["models"]["none"]]
-        lines.append("| sentences | " + " | ".join(counts) + " |")
-        for variant, buckets in entry["models"].items():
-            lines.append(f"| {variant} | " + " | ".join(_cell(b) for b in buckets) + " |")
+def merge_k(per_seed: list[dict]) -> list[dict]:
+    out = []
+    for k in per_seed[0]:
+        scores = [s[k]["bleu"] for s in per_seed]
+        out.append(
+            {
+                "k": int(k),
+                "n": per_seed[0][k]["n"],
+                "bleu": statistics.mean(scores),
+                "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                "length_ratio": statistics.mean(s[k]["length_ratio"] for s in per_seed),
+            }
+        )
+    return out
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def markdown(result: dict, command: str) -> str:
+    seeds = max(len(r) for e in result["regimes"].values() for r in e["runs"].values())
+    lines = [f"# Length study: {result['data']}, {result['steps']:,} updates per model", ""]
+    lines += [f"`{command}` on {result['machine']}; {result['wall']}.", ""]
+    lines += [f"Mean over {seeds} seed(s) where several were run; intervals are 95 % bootstrap intervals.", ""]
+    natural = list(next(iter(result["regimes"].values()))["natural"])
+    lines += ["## All lengths", ""]
+    lines += ["| regime | model | updates | best valid BLEU | " + " | ".join(natural) + " | long inputs (all k) |"]
+    lines += ["|---|---|---:|---:|" + "---:|" * (len(natural) + 1)]
+    for regime, entry in result["regimes"].items():
+        for variant, runs in entry["runs"].items():
+            valid = statistics.mean(r["valid_bleu"] for r in runs)
+            tests = [statistics.mean(r["test_bleu"][s] for r in runs) for s in natural]
+            pooled = statistics.mean(sum(k["bleu"] * k["n"] for k in r["by_k"].values()) for r in runs)
+            pooled /= sum(k["n"] for k in runs[0]["by_k"].values())
+            cells = " | ".join(f"{t:.1f}" for t in tests)
+            lines.append(f"| {regime} | {variant} | {runs[0]['steps']} | {valid:.1f} | {cells} | {pooled:.1f}* |")
+    lines += ["", "\\* input-weighted mean of the per-k BLEU below.", ""]
+    for regime, entry in result["regimes"].items():
+        ks = entry["by_k"]["none"]
+        lines += [f"## {regime} training: BLEU by k (inputs of k consecutive test sentences)", ""]
+        lines += ["| | " + " | ".join(f"k={k['k']}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+        lines.append("| inputs | " + " | ".join(str(k["n"]) for k in ks) + " |")
+        for variant, row in entry["by_k"].items():
+            lines.append(f"| {variant} BLEU | " + " | ".join(_mean(k) for k in row) + " |")
+        for variant, row in entry["by_k"].items():
+            lines.append(
+                f"| {variant} output/ref length | " + " | ".join(f"{k['length_ratio']:.2f}" for k in row) + " |"
+            )
+        buckets = entry[POOLED]["none"]
+        lines += ["", f"## {regime} training: BLEU by source length (words), all long inputs", ""]
+        lines += ["| | " + " | ".join(b["range"] for b in buckets) + " |", "|---|" + "---:|" * len(buckets)]
+        lines.append("| inputs | " + " | ".join(str(b["n"]) for b in buckets) + " |")
+        for variant, row in entry[POOLED].items():
+            lines.append(f"| {variant} | " + " | ".join(_cell(b) for b in row) + " |")
         for variant, gaps in entry["gaps"].items():
             cells = [
                 "–" if g["gap"] is None else f"{g['gap']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}]" for g in gaps
             ]
             lines.append(f"| {variant} − none | " + " | ".join(cells) + " |")
+        for variant, row in entry[POOLED].items():
+            ratios = ["–" if b["length_ratio"] is None else f"{b['length_ratio']:.2f}" for b in row]
+            lines.append(f"| {variant} output/ref length | " + " | ".join(ratios) + " |")
+        for split, models in entry["natural"].items():
+            row0 = next(iter(models.values()))
+            used = [i for i, b in enumerate(row0) if b["n"]]
+            lines += ["", f"### {regime} training: natural {split} by source length", ""]
+            lines += ["| | " + " | ".join(row0[i]["range"] for i in used) + " |", "|---|" + "---:|" * len(used)]
+            lines.append("| sentences | " + " | ".join(str(row0[i]["n"]) for i in used) + " |")
+            for variant, row in models.items():
+                lines.append(f"| {variant} | " + " | ".join(_cell(row[i]) for i in used) + " |")
+        lines.append("")
     lines += [
-        "",
-        "Cells: BLEU [95 % bootstrap interval] (mean ± std over seeds when there are several); gap rows: "
-        "attention minus baseline, with a paired-bootstrap 95 % interval.",
+        "Cells: BLEU [95 % bootstrap interval]; gap rows: attention minus baseline on the same inputs, with a "
+        "paired-bootstrap 95 % interval (first seed). Output/ref length below 1 is output that stops early.",
     ]
     return "\n".join(lines) + "\n"
 
 
-def _cell(bucket: dict) -> str:
-    if bucket["bleu"] is None:
+def _mean(k: dict) -> str:
+    return f"{k['bleu']:.1f}" + (f" ± {k['std']:.1f}" if k.get("std") else "")
+
+
+def _cell(b: dict) -> str:
+    if b["bleu"] is None:
         return "–"
-    if "bleu_mean" in bucket:
-        return f"{bucket['bleu_mean']:.1f} ± {bucket['bleu_std']:.1f}"
-    return f"{bucket['bleu']:.1f} [{bucket['ci95'][0]:.1f}, {bucket['ci95'][1]:.1f}]"
+    spread = f" ± {b['std']:.1f}" if b.get("std") else ""
+    return f"{b['bleu']:.1f}{spread} [{b['ci95'][0]:.1f}, {b['ci95'][1]:.1f}]"
+
+
+def machine() -> str:
+    import torch
+
+    from seq2seq.precision import describe_device, native_bf16
+
+    cpu = torch.device("cpu")
+    precision = "bf16 autocast" if native_bf16(cpu) else "float32"
+    return (
+        f"{describe_device(cpu)}, {os.cpu_count()} cores, {precision}, torch {torch.__version__}, {platform.system()}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="wmt_newstest", help="data config: wmt_newstest (default) or multi30k")
-    parser.add_argument("--budget", default="10m", help="training time per run (train.max_time)")
-    parser.add_argument("--seeds", type=int, default=1, help="runs per variant (seeds 1234, 1235, ...)")
+    parser.add_argument("--data", default="multi30k", help="data config: multi30k (default) or wmt_newstest")
+    parser.add_argument("--steps", type=int, default=2000, help="optimiser updates per model (train.max_steps)")
+    parser.add_argument("--seeds", type=int, default=1, help="runs per model and regime (seeds 1234, 1235, ...)")
+    parser.add_argument("--seed", type=int, default=1234, help="the first seed")
+    parser.add_argument("--regimes", default="natural,long", help="natural, long or both (comma-separated)")
+    parser.add_argument("--concat", type=int, default=8, help="long inputs of k = 1 ... this many test sentences")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
-    parser.add_argument("--runs", type=Path, help="an existing sweep directory: evaluate only")
-    parser.add_argument("--docs", action="store_true", help="also write docs/length_study_<data>.{png,md}")
+    parser.add_argument("--runs", type=Path, help="an existing study directory: analyse only, train nothing")
+    parser.add_argument("--out", type=Path, help="study directory (default outputs/length-study/<data>-<steps>steps)")
+    parser.add_argument("--docs", action="store_true", help="also write docs/length_study_<data>.{png,md,json}")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (after --)")
     args = parser.parse_args()
+    args.regimes = [r for r in args.regimes.split(",") if r]
+    if not args.regimes or any(r not in REGIMES for r in args.regimes):
+        parser.error(f"--regimes {','.join(args.regimes)!r}: choose from {', '.join(REGIMES)}")
+    if args.steps < 1:
+        parser.error("--steps must be at least 1 (optimiser updates per model)")
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
-    started = time.monotonic()
-    if args.runs is None:
-        stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
-        sweep = REPO / "outputs" / "multirun" / f"length-study-{args.data}" / stamp
-        train(sweep, args.data, args.budget, [1234 + i for i in range(args.seeds)], args.overrides)
-    else:
-        sweep = args.runs
-    result = analyse(collect(sweep), args.bootstrap)
-    minutes = (time.monotonic() - started) / 60 if args.runs is None else None
-    result["minutes"] = minutes
-    result["budget"] = args.budget
-    command = f"make length-study DATA={args.data} BUDGET={args.budget} SEEDS={args.seeds}"
+    if not 1 <= args.concat <= 16:
+        parser.error(f"--concat {args.concat} is out of range: expected 1 to 16 sentences per input")
+    if args.bootstrap < 1:
+        parser.error("--bootstrap must be at least 1")
+    args.seed_list = [args.seed + i for i in range(args.seeds)]
+    root = args.runs or args.out or REPO / "outputs" / "length-study" / f"{args.data}-{args.steps}steps"
+    try:
+        if args.runs is None:
+            check_inputs(args)
+            timings = load_timings(root)
+            train_all(root, args, timings)
+        else:
+            timings = load_timings(root)
+        result = analyse(collect(root, None if args.runs else args.seed_list), args, timings)
+    except Seq2SeqError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    save_timings(root, timings)
+    train_s = sum(r["train_seconds"] for e in result["regimes"].values() for rs in e["runs"].values() for r in rs)
+    eval_s = sum(timings["evaluate"].values())
+    result["machine"] = machine()
+    result["wall"] = f"{train_s / 60:.0f} minutes of training and {eval_s / 60:.0f} of evaluation"
+    result["timings"] = timings
+    command = f"make length-study DATA={args.data} STEPS={args.steps} SEEDS={args.seeds}"
+    result["command"] = command
 
     from seq2seq.plots import close, length_study_figure
 
-    panels = {name: entry["models"] for name, entry in result["sets"].items()}
-    fig = length_study_figure(panels, f"BLEU by source length, {result['data']}, {args.budget} of training per model")
-    fig.savefig(sweep / "length_study.png", dpi=110)
+    panels = {f"{regime} training": entry[POOLED] for regime, entry in result["regimes"].items()}
+    natural = {f"{regime} training": entry["natural"] for regime, entry in result["regimes"].items()}
+    title = f"BLEU by source length, {result['data']}, {args.steps:,} updates per model"
+    fig = length_study_figure(panels, natural, title)
+    fig.savefig(root / "length_study.png", dpi=110)
     close(fig)
-    (sweep / "length_study.json").write_text(json.dumps(result, indent=2) + "\n")
-    (sweep / "length_study.md").write_text(markdown(result, command, minutes))
-    print((sweep / "length_study.md").read_text())
+    (root / "length_study.json").write_text(json.dumps(result, indent=2) + "\n")
+    (root / "length_study.md").write_text(markdown(result, command))
+    print((root / "length_study.md").read_text())
     if args.docs:
-        docs = REPO / "docs"
-        docs.mkdir(exist_ok=True)
-        shutil.copy(sweep / "length_study.png", docs / f"length_study_{args.data}.png")
-        shutil.copy(sweep / "length_study.md", docs / f"length_study_{args.data}.md")
-    print(f"wrote {sweep / 'length_study.md'} and .png/.json")
+        for suffix in ("png", "md", "json"):
+            shutil.copy(root / f"length_study.{suffix}", REPO / "docs" / f"length_study_{args.data}.{suffix}")
+    print(f"wrote {root / 'length_study.md'} and .png/.json")
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from seq2seq.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")  # train.precision, and decoding's --precision
-DEVICES = r"auto|cpu|cuda(:\d+)?"  # train.device, and decoding's --device
+DEVICES = r"auto|cpu|mps|cuda(:\d+)?"  # train.device, and decoding's --device
 
 
 @dataclass
@@ -55,6 +55,19 @@ class FilterConfig:
 
 
 @dataclass
+class LongExamplesConfig:
+    """Training-time concatenation (:func:`seq2seq.longinputs.long_examples`); the training split only."""
+
+    fraction: float = 0.0  # share of training pairs joined with 1 ... max_k - 1 random others (0: off)
+    max_k: int = 8  # the most sentences one example joins
+    seed: int = 1  # which pairs are joined: part of the data, so a resumed run sees the same examples
+
+    def check(self) -> None:
+        _require(0.0 <= self.fraction <= 1.0, "data.long_examples.fraction", self.fraction, "in [0, 1]")
+        _require(2 <= self.max_k <= 16, "data.long_examples.max_k", self.max_k, "2 to 16 sentences")
+
+
+@dataclass
 class HubConfig:
     path: str = ""  # e.g. bentrevett/multi30k
     splits: dict[str, str] = field(default_factory=dict)  # local split name -> hub split name
@@ -72,11 +85,13 @@ class DataConfig:
     hub: HubConfig | None = None
     vocab: VocabConfig = field(default_factory=VocabConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
+    long_examples: LongExamplesConfig = field(default_factory=LongExamplesConfig)
 
     def check(self) -> None:
         _require(self.src != self.tgt, "data.tgt", self.tgt, "a language other than data.src")
         self.vocab.check()
         self.filter.check()
+        self.long_examples.check()
 
 
 @dataclass
@@ -117,7 +132,7 @@ class AttentionConfig:
 @dataclass
 class TrainConfig:
     seed: int = 1234
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     precision: str = "auto"  # auto (bf16 on a CPU that has it natively, else fp32) | fp32 | bf16 (autocast)
     batch_tokens: int = 2000  # padded tokens per batch, the larger of source and target
@@ -156,7 +171,7 @@ class TrainConfig:
             re.fullmatch(DEVICES, self.device) is not None,
             "train.device",
             self.device,
-            "auto, cpu, cuda or cuda:N",
+            "auto, cpu, cuda, cuda:N or mps",
         )
         _require(self.threads is None or self.threads >= 1, "train.threads", self.threads, "at least 1")
         _require(self.precision in PRECISIONS, "train.precision", self.precision, ", ".join(PRECISIONS))

@@ -73,7 +73,10 @@ class _Collect(logging.Handler):
 
 def _prepare(config_dict: dict[str, Any], vocab_state: dict | None):
     """The child's work (imports ``datasets`` here, never in the training process)."""
+    import datasets
+
     from seq2seq.data import filter_pairs, load_split
+    from seq2seq.longinputs import long_examples
     from seq2seq.vocab import Vocab, build_vocab
 
     collect = _Collect()
@@ -89,6 +92,13 @@ def _prepare(config_dict: dict[str, Any], vocab_state: dict | None):
     else:
         vocab = Vocab.from_state_dict(vocab_state)
     log.info("vocabulary: %d source and %d target types", len(vocab.src), len(vocab.tgt))
+    long = data.long_examples
+    if long.fraction > 0:  # after SentencePiece, which learns from the natural sentences
+        src, tgt, long_report = long_examples(
+            train_ds["src"], train_ds["tgt"], long.fraction, long.max_k, long.seed, data.filter.max_len
+        )
+        train_ds = datasets.Dataset.from_dict({"src": src, "tgt": tgt})
+        log.info("%s/%s-%s train: %s", data.name, data.src, data.tgt, long_report)
     valid_ds = load_split(data, data.valid)  # never filtered
     if config.train.valid_max_sentences is not None:
         valid_ds = valid_ds.select(range(min(config.train.valid_max_sentences, valid_ds.num_rows)))

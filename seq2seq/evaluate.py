@@ -39,6 +39,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import DataConfig
 from seq2seq.data import corpus_root, load_split
 from seq2seq.errors import DataError, RunDirError, Seq2SeqError
+from seq2seq.longinputs import MAX_K, join_consecutive
 from seq2seq.metrics import corpus_scores
 from seq2seq.plots import attention_figure, length_figure
 from seq2seq.precision import PRECISIONS
@@ -48,6 +49,7 @@ from seq2seq.translate import Translator
 log = logging.getLogger("seq2seq")
 
 BUCKETS = (10, 20, 30, 40, 50)
+LONG_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80)  # with --concat: inputs of up to ~90 words and beyond
 
 __all__ = ["alignment_error_rate", "bleu_interval", "evaluate_run", "find_latest_run", "length_buckets", "main"]
 
@@ -108,16 +110,28 @@ def length_buckets(
     bootstrap: int = 1000,
     rng: np.random.Generator | None = None,
 ) -> list[dict[str, Any]]:
-    """BLEU per source-length bucket (whitespace words), each ``{"range", "n", "bleu", "ci95"}``."""
+    """BLEU per source-length bucket (whitespace words), each ``{"range", "n", "bleu", "ci95", "length_ratio"}``.
+
+    ``length_ratio`` is the bucket's hypothesis length over its reference length (sacreBLEU's
+    tokens): a model that stops early on long inputs shows it there, before the brevity penalty.
+    """
     rng = rng if rng is not None else np.random.default_rng(12345)
     lengths = [len(s.split()) for s in src_texts]
     out = []
     for low, high in bucket_ranges(edges):
         rows = [i for i, n in enumerate(lengths) if n >= low and (high is None or n <= high)]
-        entry: dict[str, Any] = {"range": range_label(low, high), "n": len(rows), "bleu": None, "ci95": None}
+        entry: dict[str, Any] = {
+            "range": range_label(low, high),
+            "n": len(rows),
+            "bleu": None,
+            "ci95": None,
+            "length_ratio": None,
+        }
         if rows:
             bucket_hyps, bucket_refs = [hyps[i] for i in rows], [refs[i] for i in rows]
-            entry["bleu"] = BLEU().corpus_score(bucket_hyps, [bucket_refs]).score
+            score = BLEU().corpus_score(bucket_hyps, [bucket_refs])
+            entry["bleu"] = score.score
+            entry["length_ratio"] = score.sys_len / max(score.ref_len, 1)  # < 1: output too short (brevity)
             entry["ci95"] = bleu_interval(bucket_hyps, bucket_refs, bootstrap, rng)
         out.append(entry)
     return out
@@ -210,6 +224,20 @@ def load_test_splits(data: DataConfig) -> dict[str, tuple[list[str], list[str]]]
     return splits
 
 
+CONCAT_MARK = "+k"  # test_2016_flickr+k3: inputs of 3 consecutive sentences
+
+
+def with_concatenations(
+    splits: dict[str, tuple[list[str], list[str]]], concat: int
+) -> dict[str, tuple[list[str], list[str]]]:
+    """``splits`` and, for ``concat`` > 1, each split's joins of k = 2 ... ``concat`` consecutive sentences."""
+    out = dict(splits)
+    for split, (src, refs) in splits.items():
+        for k in range(2, min(concat, len(src)) + 1):
+            out[f"{split}{CONCAT_MARK}{k}"] = join_consecutive(src, refs, k)
+    return out
+
+
 def alignment_entry(translator: Translator, data: DataConfig) -> dict[str, Any] | None:
     """AER against ``<root>/alignments-<src>-<tgt>/`` when the model attends and that folder exists."""
     root = corpus_root(data)
@@ -232,12 +260,17 @@ def evaluate_run(
     data_root: str | Path | None = None,
     precision: str = "auto",
     device: str = "cpu",
+    concat: int = 1,
 ) -> dict[str, Any]:
     """Evaluate ``run_dir/best.pt`` on its test splits; writes ``run_dir/eval/<mode>/`` and returns the report.
 
     ``data_root`` overrides the corpus root stored in the checkpoint's config (else ``data.root``
     or ``$SEQ2SEQ_DATA_DIR``, as in training). ``precision`` and ``device`` are decoding's.
+    ``concat`` > 1 also scores every split's inputs of k = 2 ... ``concat`` consecutive sentences
+    (split names ``<split>+k<k>``; see :func:`seq2seq.longinputs.join_consecutive`).
     """
+    if not 1 <= concat <= MAX_K:
+        raise Seq2SeqError(f"--concat {concat} is out of range: expected 1 (off) to {MAX_K} sentences per input")
     if beam < 1 or length_penalty < 0:
         raise Seq2SeqError(f"need beam >= 1 and length_penalty >= 0, got {beam} and {length_penalty}")
     run_dir = Path(run_dir)
@@ -247,7 +280,7 @@ def evaluate_run(
     data = translator.config.data
     if data_root is not None:
         data = dataclasses.replace(data, root=str(data_root))
-    splits = load_test_splits(data)
+    splits = with_concatenations(load_test_splits(data), concat)
     out = run_dir / "eval" / settings.mode
     out.mkdir(parents=True, exist_ok=True)
     step = int(payload.get("progress", {}).get("step", 0))
@@ -277,6 +310,7 @@ def _evaluate(
     """Score, write hypotheses, heatmaps and the length figure, and log scalars for every split."""
     report: dict[str, Any] = {"mode": settings.mode, "step": step, "splits": {}}
     for split, (src, refs) in splits.items():
+        natural = CONCAT_MARK not in split
         result = evaluate_split(translator, src, refs, settings)
         (out / f"{split}.hyp.txt").write_text("".join(h + "\n" for h in result.pop("hypotheses")))
         report["splits"][split] = result
@@ -293,10 +327,11 @@ def _evaluate(
             result["chrf"],
             result["bleu_signature"],
         )
-        if translator.model.has_attention and settings.n_heatmaps > 0:
+        if translator.model.has_attention and settings.n_heatmaps > 0 and natural:
             heatmaps(translator, split, src, settings, out, tracker, step)
     fig = length_figure(
-        {s: r["buckets"] for s, r in report["splits"].items()}, f"BLEU by source length ({settings.mode})"
+        {s: r["buckets"] for s, r in report["splits"].items() if CONCAT_MARK not in s},
+        f"BLEU by source length ({settings.mode})",
     )
     fig.savefig(out / "length.png", dpi=100)
     tracker.figure("test/length", fig, step)  # closes it
@@ -312,12 +347,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {split} | {r['n_sentences']} | {r['bleu']:.2f} | {r['chrf']:.2f} | {r['decode']['sent_per_s']:.1f} |"
         )
     for split, r in report["splits"].items():
-        lines += ["", f"## {split}: BLEU by source length (words)", "", "| source words | sentences | BLEU | 95% CI |"]
-        lines.append("|---|---:|---:|---|")
+        lines += ["", f"## {split}: BLEU by source length (words)", ""]
+        lines += ["| source words | inputs | BLEU | 95% CI | output / reference length |", "|---|---:|---:|---|---:|"]
         for b in r["buckets"]:
             bleu = "-" if b["bleu"] is None else f"{b['bleu']:.2f}"
             ci = "-" if b["ci95"] is None else f"{b['ci95'][0]:.2f} – {b['ci95'][1]:.2f}"
-            lines.append(f"| {b['range']} | {b['n']} | {bleu} | {ci} |")
+            ratio = "-" if b.get("length_ratio") is None else f"{b['length_ratio']:.2f}"
+            lines.append(f"| {b['range']} | {b['n']} | {bleu} | {ci} | {ratio} |")
         lines += ["", f"- BLEU signature: `{r['bleu_signature']}`", f"- chrF signature: `{r['chrf_signature']}`"]
     if "alignment" in report:
         a = report["alignment"]
@@ -362,8 +398,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="auto",
         help="decoding precision; auto (the default): bf16 autocast on a CPU that has it natively, else fp32",
     )
-    parser.add_argument("--device", default="cpu", help="cpu (the default), cuda, cuda:N or auto (a GPU if visible)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu (the default), cuda, cuda:N, mps or auto (a GPU if visible)"
+    )
+    parser.add_argument(
+        "--concat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also score inputs of k = 2 ... K consecutive test sentences joined (long inputs; default 1: off)",
+    )
+    parser.add_argument(
+        "--buckets",
+        help="source-length bucket edges in words, e.g. 10,20,30 (default 10,...,50; with --concat 10,...,80)",
+    )
     args = parser.parse_args(argv)
+    try:
+        edges = tuple(int(e) for e in args.buckets.split(",")) if args.buckets else None
+    except ValueError:
+        parser.error(f"--buckets {args.buckets!r}: expected increasing whole numbers separated by commas")
+    if edges is not None and (not edges or list(edges) != sorted(set(edges)) or edges[0] < 1):
+        parser.error(f"--buckets {args.buckets!r}: expected increasing whole numbers separated by commas")
+    if edges is None:
+        edges = LONG_BUCKETS if args.concat > 1 else BUCKETS
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         run = Path(args.run) if args.run else find_latest_run()
@@ -372,11 +429,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             run,
             args.beam,
             args.length_penalty,
+            buckets=edges,
             n_heatmaps=args.n_heatmaps,
             bootstrap=args.bootstrap,
             data_root=args.data_root,
             precision=args.precision,
             device=args.device,
+            concat=args.concat,
         )
     except Seq2SeqError as error:
         print(f"error: {error}", file=sys.stderr)

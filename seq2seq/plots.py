@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display needed; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 
 def attention_figure(weights, src_tokens: Sequence[str], out_tokens: Sequence[str], title: str = "") -> Figure:
@@ -43,11 +44,60 @@ def length_figure(series: dict[str, list[dict]], title: str = "BLEU by source le
     return fig
 
 
-def length_study_figure(panels: dict[str, dict[str, list[dict]]], title: str) -> Figure:
-    """One panel per test set, one line per model: ``panels[test set][model] = buckets``."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.9), sharey=True, squeeze=False)
+def length_study_figure(
+    panels: dict[str, dict[str, list[dict]]], natural: dict[str, dict[str, dict[str, list[dict]]]], title: str
+) -> Figure:
+    """One panel per training regime, one line per model, its 95 % interval as a band.
+
+    ``panels[regime][model]`` are the buckets of the long inputs (every k pooled);
+    ``natural[regime][split][model]`` those of a natural test split, drawn as hollow markers.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.2), sharey=True, squeeze=False)
+    markers = ("s", "^", "v", "D")
     for ax, (name, series) in zip(axes[0], panels.items()):
-        _draw_length(ax, series, name)
+        labels = [b["range"] for b in next(iter(series.values()))]
+        for i, (model, buckets) in enumerate(series.items()):
+            colour = f"C{i}"
+            points = [(x, b) for x, b in enumerate(buckets) if b["bleu"] is not None]
+            xs = [x for x, _ in points]
+            ax.plot(xs, [b["bleu"] for _, b in points], marker="o", color=colour, label=model)
+            ax.fill_between(
+                xs,
+                [b["ci95"][0] for _, b in points],
+                [b["ci95"][1] for _, b in points],
+                color=colour,
+                alpha=0.18,
+                linewidth=0,
+            )
+            for j, models in enumerate(natural.get(name, {}).values()):
+                pts = [(x, b["bleu"]) for x, b in enumerate(models.get(model, [])) if b["bleu"] is not None]
+                ax.plot(
+                    [x for x, _ in pts],
+                    [y for _, y in pts],
+                    linestyle="none",
+                    marker=markers[j % 4],
+                    markerfacecolor="none",
+                    color=colour,
+                )
+        ax.set_xticks(range(len(labels)), labels=labels, rotation=30)
+        ax.set_xlabel("source length (words)")
+        ax.set_ylabel("BLEU")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        handles, _ = ax.get_legend_handles_labels()
+        for j, split in enumerate(natural.get(name, {})):  # one key per natural split, in the models' colours
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker=markers[j % 4],
+                    markerfacecolor="none",
+                    color="0.3",
+                    label=f"{split}, natural sentences",
+                )
+            )
+        ax.legend(handles=handles, fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

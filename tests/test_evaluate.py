@@ -118,7 +118,8 @@ def test_length_buckets_count_words_and_bootstrap():
     buckets = length_buckets(src, hyps, refs, bootstrap=200, rng=np.random.default_rng(0))
     assert [b["range"] for b in buckets] == RANGES
     assert [b["n"] for b in buckets] == [2, 1, 0, 0, 0, 1]
-    assert buckets[2] == {"range": "21-30", "n": 0, "bleu": None, "ci95": None}
+    assert buckets[2] == {"range": "21-30", "n": 0, "bleu": None, "ci95": None, "length_ratio": None}
+    assert buckets[1]["length_ratio"] == pytest.approx(1.0) and buckets[5]["length_ratio"] == pytest.approx(1.0)
     assert buckets[1]["bleu"] == pytest.approx(100.0) and buckets[1]["ci95"] == pytest.approx([100.0, 100.0])
     low, high = buckets[0]["ci95"]
     assert 0.0 <= low <= buckets[0]["bleu"] <= high <= 100.0 + 1e-9 and low < high
@@ -154,7 +155,7 @@ def test_greedy_report_has_every_key(run_copy, greedy_report):
         assert r["bleu_signature"].startswith("nrefs:1") and "nc:6" in r["chrf_signature"]
         assert [b["range"] for b in r["buckets"]] == RANGES and sum(b["n"] for b in r["buckets"]) == 40
         for b in r["buckets"]:
-            assert {"range", "n", "bleu", "ci95"} == b.keys()
+            assert {"range", "n", "bleu", "ci95", "length_ratio"} == b.keys()
             assert (b["bleu"] is None) == (b["n"] == 0) and (b["ci95"] is None) == (b["n"] == 0)
             if b["n"]:
                 assert b["ci95"][0] <= b["ci95"][1]
@@ -166,7 +167,8 @@ def test_greedy_report_has_every_key(run_copy, greedy_report):
         ]
     assert (out / "length.png").read_bytes()[:4] == b"\x89PNG"
     assert (
-        "| 51+ | 0 | - | - |" in (out / "report.md").read_text() and "BLEU signature" in (out / "report.md").read_text()
+        "| 51+ | 0 | - | - | - |" in (out / "report.md").read_text()
+        and "BLEU signature" in (out / "report.md").read_text()
     )
 
 
