@@ -8,6 +8,8 @@ STEPS ?= 2000
 SEEDS ?= 1
 DEVICE ?=
 CONCAT ?= 1
+HOST ?= localhost
+PORT ?= 6006
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint format demo train eval bench peers length-study tensorboard clean
@@ -48,8 +50,8 @@ length-study:  ## none/luong/bahdanau, equal updates, natural and long training,
 bench:  ## training/decoding speed, memory and MFU -> outputs/bench.json (CKPT=best.pt for decoding; DEVICE=cuda)
 	$(PYTHON) scripts/bench.py $(if $(CKPT),--ckpt $(CKPT)) $(if $(DEVICE),--device $(DEVICE))
 
-tensorboard:  ## open the dashboards of every run under outputs/
-	tensorboard --logdir outputs
+tensorboard:  ## the dashboards of every run under outputs/ (HOST=0.0.0.0 PORT=6006)
+	tensorboard --logdir outputs --host $(HOST) --port $(PORT)
 
 clean:  ## remove caches (not runs: outputs/ is yours)
 	rm -rf .pytest_cache .ruff_cache .hypothesis

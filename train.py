@@ -11,12 +11,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.config import Config
 from seq2seq.errors import Seq2SeqError
+from seq2seq.overrides import check_overrides, register_resolvers
 from seq2seq.training import train
+
+
+class NotOnATerminal(logging.Filter):
+    """Progress lines go to stderr only off a terminal; on one, the progress bar shows the same."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (getattr(record, "progress_line", False) and sys.stderr.isatty())
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(NotOnATerminal())
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         config = Config.from_dict(OmegaConf.to_container(cfg, resolve=True))
@@ -31,4 +41,10 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    register_resolvers()
+    try:
+        check_overrides(sys.argv[1:])  # a typo is one line and exit 2, before Hydra's longer answer
+    except Seq2SeqError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -8,6 +8,7 @@ the target, so a crash mid-write leaves the previous checkpoint intact. It is lo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import zipfile
@@ -34,13 +35,33 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # torch.save reports a failed write as a RuntimeError
+        cause = _write_failure(error)
+        if cause is None:
+            raise  # not a write failure: a bug, with its traceback
+        kept = "the previous one is kept" if path.exists() else "there was none before"
+        raise CheckpointError(
+            f"could not write checkpoint {path} ({_first_line(cause)}); {kept}. Free disk space or raise the "
+            "quota or file-size limit (ulimit -f), then continue with train.resume=true"
+        ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)  # make the rename itself durable
     finally:
         os.close(directory)
+
+
+def _write_failure(error: BaseException) -> BaseException | None:
+    """The OSError behind a failed write (torch wraps it in RuntimeErrors), or None if it is not one."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return error if "writ" in str(error).lower() else None
 
 
 def remove_partial_writes(folder: str | Path) -> list[Path]:

@@ -165,6 +165,7 @@ class TrainConfig:
     nonfinite: str = "stop"  # a NaN/inf loss or gradient: stop (keeping the last checkpoint) | skip the batch
     max_skips: int = 10  # with nonfinite=skip: stop after this many non-finite batches in a row
     resume: bool = False
+    resume_data: str = "same"  # resume: refuse a corpus that differs from the checkpoint's (same) | allow it (changed)
 
     def check(self) -> None:
         _require(
@@ -212,6 +213,7 @@ class TrainConfig:
         _require(self.max_output_ratio > 0, "train.max_output_ratio", self.max_output_ratio, "positive")
         _require(self.nonfinite in ("stop", "skip"), "train.nonfinite", self.nonfinite, "stop or skip")
         _require(self.max_skips >= 1, "train.max_skips", self.max_skips, "at least 1")
+        _require(self.resume_data in ("same", "changed"), "train.resume_data", self.resume_data, "same or changed")
 
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the repository's Hydra configs

@@ -13,6 +13,7 @@ here, so nothing looks different to the caller.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -30,6 +31,8 @@ from seq2seq.errors import DataError, Seq2SeqError
 
 log = logging.getLogger(__name__)
 
+WRITE_FAILED = 3  # the child's exit status when it cannot write its reply
+
 
 @dataclass
 class Split:
@@ -37,6 +40,7 @@ class Split:
     tgt_ids: list[array]
     src_texts: list[str] = field(default_factory=list)  # raw texts: kept for validation only
     tgt_texts: list[str] = field(default_factory=list)
+    fingerprint: dict = field(default_factory=dict)  # the split as loaded: {"pairs", "sha256"} (resume checks it)
 
 
 def prepare_data(config: Config, vocab_state: dict | None = None) -> tuple[dict, Split, Split]:
@@ -51,6 +55,11 @@ def prepare_data(config: Config, vocab_state: dict | None = None) -> tuple[dict,
         request, reply = Path(tmp, "request.pkl"), Path(tmp, "reply.pkl")
         request.write_bytes(pickle.dumps((config.to_dict(), vocab_state)))
         done = subprocess.run([sys.executable, "-m", "seq2seq.corpus", str(request), str(reply)], env=env)
+        if done.returncode == WRITE_FAILED:
+            raise DataError(
+                f"the process preparing the corpus could not write its result into {tmp} (disk full, quota or "
+                "file-size limit?); free space there (or point TMPDIR elsewhere) and start again"
+            )
         if not reply.exists():
             raise DataError(f"the process preparing the corpus exited with status {done.returncode} before it finished")
         outcome = pickle.loads(reply.read_bytes())
@@ -85,7 +94,11 @@ def _prepare(config_dict: dict[str, Any], vocab_state: dict | None):
     logger.setLevel(logging.INFO)
     config = Config.from_dict(config_dict)
     data = config.data
-    train_ds, report = filter_pairs(load_split(data, data.train), data.filter)
+    if not sys.stderr.isatty():
+        datasets.disable_progress_bars()  # no progress bars in redirected logs
+    raw_train = load_split(data, data.train)
+    train_fingerprint = fingerprint(raw_train)
+    train_ds, report = filter_pairs(raw_train, data.filter)
     log.info("%s/%s-%s train: %s", data.name, data.src, data.tgt, report)
     if vocab_state is None:
         vocab = build_vocab(list(train_ds["src"]), list(train_ds["tgt"]), data.vocab)
@@ -100,11 +113,23 @@ def _prepare(config_dict: dict[str, Any], vocab_state: dict | None):
         train_ds = datasets.Dataset.from_dict({"src": src, "tgt": tgt})
         log.info("%s/%s-%s train: %s", data.name, data.src, data.tgt, long_report)
     valid_ds = load_split(data, data.valid)  # never filtered
+    valid_fingerprint = fingerprint(valid_ds)  # before the cap, which a resumed run may change
     if config.train.valid_max_sentences is not None:
         valid_ds = valid_ds.select(range(min(config.train.valid_max_sentences, valid_ds.num_rows)))
     train = _encode(train_ds, vocab, keep_texts=False)
     valid = _encode(valid_ds, vocab, keep_texts=True)
+    train.fingerprint, valid.fingerprint = train_fingerprint, valid_fingerprint
     return {"vocab": vocab.state_dict(), "train": train, "valid": valid, "log": collect.records}
+
+
+def fingerprint(ds) -> dict:
+    """What identifies a split's content wherever it lives: its number of pairs and a hash of its text."""
+    digest = hashlib.sha256()
+    for column in ("src", "tgt"):
+        for line in ds[column]:
+            digest.update(line.encode("utf-8") + b"\n")
+        digest.update(b"\0")
+    return {"pairs": ds.num_rows, "sha256": digest.hexdigest()[:16]}
 
 
 def _encode(ds, vocab, keep_texts: bool) -> Split:
@@ -126,7 +151,13 @@ def _main(request: Path, reply: Path) -> int:
         outcome = {"error": error}
     except Exception:  # a bug: its traceback, raised in the parent
         outcome = {"error": RuntimeError(f"preparing the corpus failed:\n{traceback.format_exc()}")}
-    reply.write_bytes(pickle.dumps(outcome))
+    partial = reply.with_name(reply.name + ".partial")
+    try:
+        partial.write_bytes(pickle.dumps(outcome))
+        os.replace(partial, reply)  # the parent sees a whole reply or none
+    except OSError:
+        partial.unlink(missing_ok=True)
+        return WRITE_FAILED
     return 0
 
 

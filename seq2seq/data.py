@@ -74,9 +74,28 @@ def _load_local(folder: Path, split: str, src: str, tgt: str) -> datasets.Datase
         )
     if n_src == 0:
         raise DataError(f"corpus files {paths['src']} and {paths['tgt']} are empty")
-    return datasets.concatenate_datasets(
+    ds = datasets.concatenate_datasets(
         [sides["src"].rename_column("text", "src"), sides["tgt"].rename_column("text", "tgt")], axis=1
     )
+    return _strip_bom(ds, paths)
+
+
+BOM = "\ufeff"
+
+
+def _strip_bom(ds: datasets.Dataset, paths: dict[str, Path]) -> datasets.Dataset:
+    """Drop a UTF-8 byte-order mark from the first line of either side (editors on Windows write one)."""
+    first = ds[0]
+    marked = [side for side in ("src", "tgt") if first[side].startswith(BOM)]
+    if not marked:
+        return ds
+    for side in marked:
+        log.info("%s starts with a UTF-8 byte-order mark; it is not part of the text and was dropped", paths[side])
+
+    def strip(batch: dict[str, list[str]]) -> dict[str, list[str]]:
+        return {side: [line.removeprefix(BOM) for line in batch[side]] for side in marked}
+
+    return ds.map(strip, batched=True, new_fingerprint=f"{ds._fingerprint}-nobom")
 
 
 def _open(path: Path):

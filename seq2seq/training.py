@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import logging.handlers
 import math
 import random
 import signal
@@ -40,6 +41,7 @@ from seq2seq.metrics import corpus_scores
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.plots import attention_figure
 from seq2seq.precision import autocast, resolve_precision
+from seq2seq.rundir import RunDirLock
 from seq2seq.runtime import bound_kernel_caches
 from seq2seq.search import decode_corpus
 from seq2seq.tracking import Tracker
@@ -106,6 +108,9 @@ class Trainer:
         if not dist.is_main:
             dist.barrier()  # rank 0 trains SentencePiece and fills the caches first; the others read them
         vocab_state, self.train_data, self.valid_data = prepare_data(config, resume["vocab"] if resume else None)
+        self.data_fingerprint = {"train": self.train_data.fingerprint, "valid": self.valid_data.fingerprint}
+        if resume:
+            self._check_same_data(resume.get("data_fingerprint"))
         self.vocab = Vocab.from_state_dict(vocab_state)
         if dist.is_main:
             dist.barrier()
@@ -146,6 +151,27 @@ class Trainer:
         self.tracker = Tracker(out_dir if dist.is_main else None)
         self._signal: int | None = None
         self._bad_in_a_row = 0
+
+    def _check_same_data(self, saved: dict | None) -> None:
+        """Refuse to resume on a corpus other than the checkpoint's, unless ``train.resume_data=changed``."""
+        if not saved:
+            log.warning("last.pt predates corpus fingerprints: cannot tell whether the corpus changed")
+            return
+        changes = [
+            f"{split} split: {then['pairs']:,} pairs then, {now['pairs']:,} now"
+            + ("" if then["pairs"] != now["pairs"] else " (same count, different text)")
+            for split in ("train", "valid")
+            if (then := saved.get(split)) and (now := self.data_fingerprint[split]) and then != now
+        ]
+        if not changes:
+            return
+        if self.config.train.resume_data == "changed":
+            log.warning("resuming on a changed corpus (train.resume_data=changed): %s", "; ".join(changes))
+            return
+        raise RunDirError(
+            f"train.resume=true but the corpus differs from the one {self.out_dir / 'last.pt'} was trained on "
+            f"({'; '.join(changes)}); restore that corpus, or continue on this one with train.resume_data=changed"
+        )
 
     def _make_scheduler(self):
         tc = self.config.train
@@ -189,6 +215,9 @@ class Trainer:
         src_lens = [len(s) for s in self.train_data.src_ids]
         tgt_lens = [len(t) for t in self.train_data.tgt_ids]
         window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "grad": 0.0, "steps": 0, "start": time.monotonic()}
+        self._window, self._started, self._step_at_start = window, start, progress.step
+        if self.dist.is_main:
+            log.info("run dir: %s", self.out_dir)
         stop = None  # a resumed run may have finished already
         if tc.max_steps is not None and progress.step >= tc.max_steps:
             stop = "max_steps"
@@ -198,9 +227,9 @@ class Trainer:
             while stop is None:
                 batch_tokens, seed, multiple = self._epoch_batching()
                 batches = epoch_batches(src_lens, tgt_lens, batch_tokens, seed, progress.epoch, multiple)
-                bar = tqdm(
-                    total=len(batches),
-                    initial=progress.batch,
+                bar = tqdm(  # towards max_steps where it is set, else through the epoch
+                    total=tc.max_steps or len(batches),
+                    initial=progress.step if tc.max_steps else progress.batch,
                     desc=f"epoch {progress.epoch + 1}",
                     disable=None if self.dist.is_main else True,
                     leave=False,
@@ -281,6 +310,8 @@ class Trainer:
 
     def _finish(self, stop: str) -> dict[str, float]:
         progress = self.progress
+        if self._window["steps"]:  # the last partial window: a run shorter than log_every still logs train/*
+            self._log_train(self._window)
         log.info("stopping at step %d (epoch %d): %s", progress.step, progress.epoch + 1, stop)
         signalled = stop.startswith("signal")  # agreed by every rank, unlike self._signal
         if not signalled and progress.last_valid_step != progress.step:
@@ -307,6 +338,11 @@ class Trainer:
             (self.out_dir / "metrics.json").write_text(
                 json.dumps({**final, "stop": stop, "step": progress.step}, indent=2)
             )
+            if progress.best_bleu >= 0 and not signalled:
+                best = self.out_dir / "best.pt"
+                log.info("best: %s (valid BLEU %.2f at step %d)", best, progress.best_bleu, progress.best_step)
+                log.info("translate: seq2seq-translate --checkpoint %s", best)
+                log.info("evaluate:  make eval RUN=%s", self.out_dir)
         return {**final, "stop": stop, "step": progress.step}
 
     def train_step(self, batch, scale: float) -> tuple[float, float, float] | None:
@@ -375,6 +411,26 @@ class Trainer:
         self.tracker.scalars(values, self.progress.step)
         self.metrics.update(values)
         window.update(loss=0.0, nll=0.0, tokens=0, grad=0.0, steps=0, start=time.monotonic())
+        if self.dist.is_main:
+            log.info(self._progress_line(values), extra={"progress_line": True})
+
+    def _progress_line(self, values: dict[str, float]) -> str:
+        """``step 250/2,000 | epoch 2 | loss 3.412 ppl 25.1 | lr 1.0e-03 | 7,650 tok/s | 0:35, ETA 4:05``."""
+        tc, progress = self.config.train, self.progress
+        elapsed = time.monotonic() - self._started
+        done_here = max(progress.step - self._step_at_start, 1)
+        remaining = []
+        if tc.max_steps is not None:
+            remaining.append((tc.max_steps - progress.step) * elapsed / done_here)
+        if self.time_budget is not None:
+            remaining.append(self.time_budget - progress.train_seconds)
+        eta = f", ETA {_clock(max(min(remaining), 0.0))}" if remaining else ""
+        total = f"/{tc.max_steps:,}" if tc.max_steps is not None else ""
+        return (
+            f"step {progress.step:,}{total} | epoch {progress.epoch + 1} | loss {values['train/loss']:.3f} "
+            f"ppl {values['train/ppl']:.1f} | lr {values['train/lr']:.1e} | {values['train/tokens_per_s']:,.0f} tok/s "
+            f"| {_clock(elapsed)} elapsed{eta}"
+        )
 
     # -- validation -------------------------------------------------------------------------
 
@@ -494,6 +550,7 @@ class Trainer:
             "model": self.average.state_dict() if self.average is not None else self.model.state_dict(),
             "progress": asdict(self.progress),
             "metrics": dict(self.metrics),
+            "data_fingerprint": self.data_fingerprint,
         }
         if full:
             if self.average is not None:
@@ -600,6 +657,13 @@ class Trainer:
         return Handlers()
 
 
+def _clock(seconds: float) -> str:
+    """``3725`` -> ``1:02:05``; ``65`` -> ``1:05``."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def _rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
@@ -687,22 +751,31 @@ def _train_in(config: Config, out_dir: str | Path, overrides: list[str] | None, 
     # a device the machine lacks, or a precision it cannot run, fails before the run dir is touched
     device = pick_device(dist.device(config.train.device), "train.device")
     resolve_precision(config.train.precision, device, "train.precision")
-    config, resume = _open_run_dir(out_dir, config, overrides)
-    dist.barrier()  # every rank has checked the directory before rank 0 writes into it
-    if not dist.is_main:
-        return _run_quietly(config, out_dir, resume, dist)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for path in remove_partial_writes(out_dir):
-        log.info("removed %s, left by an interrupted checkpoint write", path.name)
-    handler = logging.FileHandler(out_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    try:
-        (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        return Trainer(config, out_dir, resume, dist).run()
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+    with RunDirLock(out_dir) if dist.is_main else contextlib.nullcontext():  # before anything is written
+        config, resume = _open_run_dir(out_dir, config, overrides)
+        dist.barrier()  # every rank has checked the directory before rank 0 writes into it
+        if not dist.is_main:
+            return _run_quietly(config, out_dir, resume, dist)
+        for path in remove_partial_writes(out_dir):
+            log.info("removed %s, left by an interrupted checkpoint write", path.name)
+        # nothing in the run dir changes until the run can start: the setup's log lines wait in memory
+        held = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
+        log.addHandler(held)
+        try:
+            trainer = Trainer(config, out_dir, resume, dist)
+        finally:
+            log.removeHandler(held)
+        handler = logging.FileHandler(out_dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        held.setTarget(handler)
+        held.close()  # writes the held lines into train.log
+        log.addHandler(handler)
+        try:
+            (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+            return trainer.run()
+        finally:
+            log.removeHandler(handler)
+            handler.close()
 
 
 def _run_quietly(config: Config, out_dir: Path, resume: dict | None, dist: Distributed) -> dict[str, Any]:

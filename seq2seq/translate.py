@@ -82,6 +82,8 @@ class Translator:
         batch_size: int = 64,
     ) -> list[list[Hypothesis]]:
         """The ``nbest`` best hypotheses per sentence, best first; blank sentences get none."""
+        if isinstance(sentences, str):  # a string would be decoded character by character
+            raise TypeError("Translator.nbest takes a list of sentences; wrap a single sentence in a list")
         todo = [i for i, s in enumerate(sentences) if s.strip()]
         src_ids = self.vocab.encode_src([sentences[i] for i in todo])
         ratio = self.config.train.max_output_ratio
@@ -102,27 +104,13 @@ class Translator:
             out[i] = hyp
         return out
 
-    def hypotheses(
-        self, sentences: Sequence[str], return_attention: bool = False, beam: int = 1, length_penalty: float = 1.0
-    ) -> list[Hypothesis]:
-        """The best hypothesis for every sentence (blank ones included: they decode an empty source)."""
-        src_ids = self.vocab.encode_src(list(sentences))
-        ratio = self.config.train.max_output_ratio
-        hyps = decode_corpus_nbest(
-            self.model,
-            src_ids,
-            self.device,
-            64,
-            ratio,
-            return_attention,
-            beam,
-            length_penalty,
-            precision=self.precision,
-        )
-        return [h[0] for h in hyps]
+    def translate(self, sentences: str | Sequence[str], beam: int = 1, length_penalty: float = 1.0) -> str | list[str]:
+        """Detokenised translations, one per sentence; blank sentences give blank translations.
 
-    def translate(self, sentences: Sequence[str], beam: int = 1, length_penalty: float = 1.0) -> list[str]:
-        """Detokenised translations, one per sentence; blank sentences give blank translations."""
+        A single string is one sentence and gets one string back.
+        """
+        if isinstance(sentences, str):
+            return self.translate([sentences], beam, length_penalty)[0]
         return [self.text(h[0]) if h else "" for h in self.nbest(sentences, beam, length_penalty)]
 
     def text(self, hyp: Hypothesis) -> str:
@@ -230,25 +218,31 @@ def process(translator: Translator, lines: Sequence[str], first: int, opts: Opti
 
 
 def interactive(translator: Translator, opts: Options, out: TextIO, err: TextIO) -> bool:
-    """Prompt for one sentence at a time (on a terminal) until EOF; True if any line was too long."""
+    """Prompt for one sentence at a time (on a terminal) until EOF or Ctrl-C; True if any line was too long."""
     bad, number = False, 0
-    err.write("Type a sentence and press Enter; Ctrl-D ends.\n")
-    while True:
-        err.write("> ")
-        err.flush()
-        line = sys.stdin.readline()
-        if not line:
-            err.write("\n")
-            return bad
-        bad |= process(translator, [line.rstrip("\r\n")], number, opts, out, err)
-        number += 1
+    err.write("Type a sentence and press Enter; Ctrl-D (or Ctrl-C) ends.\n")
+    try:
+        while True:
+            err.write("> ")
+            err.flush()
+            line = sys.stdin.readline()
+            if not line:
+                break
+            bad |= process(translator, [line.rstrip("\r\n")], number, opts, out, err)
+            number += 1
+    except KeyboardInterrupt:  # at the prompt or while decoding: the session ends, as with Ctrl-D
+        pass
+    err.write("\n")
+    return bad
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seq2seq-translate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a best.pt or last.pt written by train.py")
     parser.add_argument("--input", help="a file with one sentence per line (default: stdin)")
-    parser.add_argument("--device", default="cpu", help="cpu (the default), cuda, cuda:N or auto (a GPU if visible)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu (the default), cuda, cuda:N, mps or auto (a GPU if visible)"
+    )
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -297,6 +291,8 @@ def load(args: argparse.Namespace, opts: Options, err: TextIO) -> tuple[Translat
                 return translator, *read_lines(handle)
         except OSError as error:
             raise Seq2SeqError(f"cannot read --input {args.input}: {error.strerror}") from None
+    if sys.stdin is None:  # stdin closed (<&-): no input, like an empty file
+        return translator, [], []
     if sys.stdin.isatty():
         return translator, None, []
     return translator, *read_lines(sys.stdin.buffer)

@@ -60,12 +60,20 @@ def test_durations():
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["attention=bahdanu"], "attention"),  # Hydra names the group and lists the choices
-        (["model.hidden_size=5"], "hidden_size"),
-        (["model.dropout=2"], "model.dropout=2.0 is out of range"),
+        (
+            ["attention=bahdanu"],
+            "error: attention=bahdanu is not an option of attention/; choose bahdanau, luong, none",
+        ),
+        (["model.hiden_size=512"], "error: unknown config key model.hiden_size (did you mean model."),
+        (
+            ["data.max_len=0"],
+            "error: unknown config key data.max_len (did you mean data.filter.max_len?); keys of data:",
+        ),
+        (["model.dropout=2"], "error: model.dropout=2.0 is out of range"),
+        (["train.seed=1,2"], "error: train.seed=1,2 lists several values; add -m"),
     ],
 )
-def test_cli_config_errors_exit_nonzero_with_message(args, message, tmp_path):
+def test_cli_config_errors_are_one_line_exit_2_and_leave_no_run_dir(args, message, tmp_path):
     run_dir = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "train.py", *args, f"hydra.run.dir={run_dir}"],
@@ -74,7 +82,23 @@ def test_cli_config_errors_exit_nonzero_with_message(args, message, tmp_path):
         text=True,
         timeout=120,
     )
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (run_dir / "last.pt").exists()
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(message)
+    assert not run_dir.exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_with_many_overrides_keeps_folder_names_short(corpus_root, tmp_path):
+    from conftest import TINY
+
+    sweep = tmp_path / "sweep"
+    args = [sys.executable, "train.py", "-m", *TINY, "train.max_steps=2", "train.seed=1,2", f"hydra.sweep.dir={sweep}"]
+    env = {**__import__("os").environ, "SEQ2SEQ_DATA_DIR": str(corpus_root)}
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [j.name[:2] for j in jobs] == ["0_", "1_"] and all(
+        len(j.name) <= 110 for j in jobs
+    )  # job number + at most 100
+    assert jobs[0].name != jobs[1].name and all((j / "best.pt").exists() for j in jobs)
+    assert {__import__("json").loads((j / "config.json").read_text())["train"]["seed"] for j in jobs} == {1, 2}

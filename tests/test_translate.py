@@ -137,3 +137,44 @@ def test_bad_checkpoint_is_one_error_line(tmp_path, monkeypatch, capsys, junk):
     (tmp_path / "junk.pt").write_bytes(junk)
     status, out, err = translate(monkeypatch, capsys, ["--checkpoint", tmp_path / "junk.pt", "--beam", 5])
     assert status == 2 and out == "" and err.startswith("error: ") and "Traceback" not in err
+
+
+# -- input that is not there, or stops ---------------------------------------------------------
+
+
+def test_closed_stdin_is_no_input(trained_run, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", None)  # what Python sees for `seq2seq-translate <&-`
+    status = main(["--checkpoint", str(trained_run / "best.pt")])
+    out, err = capsys.readouterr()
+    assert status == 0 and out == "" and "Traceback" not in err
+
+
+class InterruptedStdin(Stdin):
+    def readline(self, *args):
+        line = super().readline(*args)
+        if not line:
+            raise KeyboardInterrupt  # Ctrl-C at the prompt after the given lines
+        return line
+
+
+def test_ctrl_c_at_the_prompt_ends_the_session_without_a_traceback(trained_run, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", InterruptedStdin("Ein Hund.\n", True))
+    status = main(["--checkpoint", str(trained_run / "best.pt")])
+    out, err = capsys.readouterr()
+    assert status == 0 and out.count("\n") == 1 and err.count("> ") == 2 and err.endswith("\n")
+
+
+def test_a_string_is_one_sentence(trained_run):
+    translator = Translator.from_checkpoint(trained_run / "best.pt")
+    one = translator.translate("Ein Hund rennt.")
+    assert isinstance(one, str) and one == translator.translate(["Ein Hund rennt."])[0]
+    with pytest.raises(TypeError, match="takes a list of sentences"):
+        translator.nbest("Ein Hund rennt.")
+
+
+def test_the_package_exports_the_public_api():
+    import seq2seq
+
+    assert seq2seq.Translator is Translator and callable(seq2seq.train) and seq2seq.Config is Config
+    with pytest.raises(AttributeError):
+        seq2seq.nothing  # noqa: B018

@@ -1,0 +1,115 @@
+"""Command-line overrides, checked before Hydra sees them, and bounded sweep folder names.
+
+Hydra answers a mistyped key (``model.hiden_size=512``) with a six-line composition error, exit
+status 1 and a hint to add ``+``, which leads to another error. :func:`check_overrides` composes
+the config once itself and answers with the project's one line instead: the unknown key, the
+nearest known key and the keys of its section. Only the entry points (``train.py``) import this.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from collections.abc import Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from seq2seq.config import CONFIG_DIR
+from seq2seq.errors import ConfigError
+
+# Hydra's own flags that take a value or change what runs; with one of them the check stands aside
+HYDRA_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir")
+HYDRA_FLAGS += ("-cd", "--info", "-i", "--hydra-help", "--help", "-h", "--shell-completion", "-sc")
+HYDRA_FLAGS += ("--experimental-rerun",)
+MAX_DIRNAME = 100  # characters of a sweep job's folder name (file systems allow 255 bytes)
+
+
+def check_overrides(args: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` for an override that names no key or group option of ``configs/``."""
+    if any(a.split("=", 1)[0] in HYDRA_FLAGS for a in args):
+        return
+    texts = [a for a in args if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(texts)
+    except HydraException as error:
+        raise ConfigError(f"cannot read the overrides: {str(error).splitlines()[0]}") from None
+    groups, keys = [], []
+    sweeping = any(a in ("-m", "--multirun") for a in args)
+    for override in parsed:
+        key = override.key_or_group
+        if key.startswith("hydra") or override.is_delete():
+            continue
+        if override.is_sweep_override() and not sweeping:
+            raise ConfigError(f"{override.input_line} lists several values; add -m to run one job for each")
+        value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else override.value()
+        text = f"{'+' if override.is_add() else ''}{key}={value}"
+        if "." not in key and (CONFIG_DIR / key).is_dir():
+            options = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
+            if str(value) not in options:
+                raise ConfigError(f"{key}={value} is not an option of {key}/; choose {', '.join(options)}")
+            groups.append(text)
+        else:
+            keys.append((key, text, override.is_add()))
+    base = _compose(groups)
+    for key, _, added in keys:
+        if not added and OmegaConf.select(base, key, default=_ABSENT) is _ABSENT:
+            raise ConfigError(unknown_key_message(base, key))
+    try:
+        _compose([*groups, *(text for _, text, _ in keys)])
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(f"cannot apply the overrides: {str(error).splitlines()[0]}") from None
+
+
+_ABSENT = object()
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def unknown_key_message(cfg: DictConfig, key: str) -> str:
+    """``unknown config key model.hiden_size (did you mean model.hidden_size?); keys of model: ...``."""
+    known = _leaves(cfg)
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [k for k in known if k.rsplit(".", 1)[-1] == leaf]
+    nearest = same_leaf or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {nearest[0]}?)" if nearest else ""
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    section = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    if isinstance(section, DictConfig):
+        where = f"keys of {parent}" if parent else "sections"
+        return f"unknown config key {key}{hint}; {where}: {', '.join(str(k) for k in section.keys())}"
+    return f"unknown config key {key}{hint}; sections: {', '.join(str(k) for k in cfg.keys())}"
+
+
+def _leaves(cfg: DictConfig, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in cfg.items():
+        if isinstance(v, DictConfig):
+            out += _leaves(v, f"{prefix}{k}.")
+        else:
+            out.append(f"{prefix}{k}")
+    return out
+
+
+def short_dirname(override_dirname: str) -> str:
+    """A sweep job's folder name from its overrides: readable, without path separators, at most 100 characters.
+
+    Longer ones keep their first 91 characters and a hash of the whole (two jobs never share one);
+    every run's ``config.json`` holds its full configuration.
+    """
+    name = override_dirname.replace(os.sep, "_") or "defaults"
+    if len(name) <= MAX_DIRNAME:
+        return name
+    return f"{name[: MAX_DIRNAME - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def register_resolvers() -> None:
+    """``${short_dirname:...}`` for ``hydra.sweep.subdir`` in ``configs/config.yaml``."""
+    OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
