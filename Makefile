@@ -12,7 +12,7 @@ HOST ?= localhost
 PORT ?= 6006
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format demo train eval bench peers length-study tensorboard clean
+.PHONY: help install test test-fast test-browser lint format demo train eval bench peers length-study tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,6 +23,12 @@ install:  ## install torch 2.13.0 first (CPU wheel here), then this package with
 
 test:  ## the whole test suite (a few minutes on 2 CPU cores)
 	$(PYTHON) -m pytest -q
+
+test-fast:  ## the suite without the slow tests (real training and commands in subprocesses)
+	$(PYTHON) -m pytest -q -m "not slow and not browser"
+
+test-browser:  ## the explorer page in headless Chromium (needs Debian's chromium package)
+	$(PYTHON) -m pytest -q -m browser tests/test_browser.py
 
 lint:  ## ruff lint + format check
 	$(PYTHON) -m ruff check .

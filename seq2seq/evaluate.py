@@ -39,12 +39,13 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import DataConfig
 from seq2seq.data import corpus_root, load_split
 from seq2seq.errors import DataError, RunDirError, Seq2SeqError
+from seq2seq.explorer import ModelView, Record, merge_models, page_data, read_page_data, write_page
 from seq2seq.longinputs import MAX_K, join_consecutive
 from seq2seq.metrics import corpus_scores
 from seq2seq.plots import attention_figure, length_figure
 from seq2seq.precision import PRECISIONS
 from seq2seq.tracking import Tracker
-from seq2seq.translate import Translator
+from seq2seq.translate import Translator, explorer_record
 
 log = logging.getLogger("seq2seq")
 
@@ -148,20 +149,31 @@ class EvalSettings:
     n_heatmaps: int = 4
     bootstrap: int = 1000
     seed: int = 12345
+    explorer: bool = True  # keep attention and pieces for explorer.html
 
     @property
     def mode(self) -> str:
         return "greedy" if self.beam == 1 else f"beam{self.beam}"
 
 
-def evaluate_split(translator: Translator, src: list[str], refs: list[str], settings: EvalSettings) -> dict[str, Any]:
-    """Decode one split and score it; the result also carries the hypotheses under ``"hypotheses"``."""
+def evaluate_split(
+    translator: Translator, src: list[str], refs: list[str], settings: EvalSettings, explore: bool = False
+) -> dict[str, Any]:
+    """Decode one split and score it; the result also carries the hypotheses under ``"hypotheses"``
+    and, with ``explore``, the explorer's records (pieces, attention, sentence chrF) under ``"records"``."""
+    attention = explore and translator.model.has_attention
     start = time.perf_counter()
-    nbest = translator.nbest(src, settings.beam, settings.length_penalty, batch_size=128)
+    nbest = translator.nbest(src, settings.beam, settings.length_penalty, return_attention=attention, batch_size=128)
     seconds = time.perf_counter() - start
     hyps = [translator.text(h[0]) if h else "" for h in nbest]
     rng = np.random.default_rng(settings.seed)
+    records = (
+        [explorer_record(translator, s, h[0] if h else None, r) for s, h, r in zip(src, nbest, refs)]
+        if explore
+        else None
+    )
     return {
+        **({"records": records} if explore else {}),
         **corpus_scores(hyps, refs),
         "n_sentences": len(src),
         "decode": {
@@ -309,9 +321,16 @@ def _evaluate(
 ) -> dict[str, Any]:
     """Score, write hypotheses, heatmaps and the length figure, and log scalars for every split."""
     report: dict[str, Any] = {"mode": settings.mode, "step": step, "splits": {}}
+    first = next(iter(splits))
+    sentences: list[dict[str, Any]] = []
+    records: list[Record] = []
     for split, (src, refs) in splits.items():
         natural = CONCAT_MARK not in split
-        result = evaluate_split(translator, src, refs, settings)
+        explore = settings.explorer and (natural or split.startswith(first + CONCAT_MARK))  # keeps the page small
+        result = evaluate_split(translator, src, refs, settings, explore)
+        if explore:
+            records += result.pop("records")
+            sentences += [{"split": split, "src": s, "ref": r} for s, r in zip(src, refs)]
         (out / f"{split}.hyp.txt").write_text("".join(h + "\n" for h in result.pop("hypotheses")))
         report["splits"][split] = result
         scalars = {f"test/{split}/bleu": result["bleu"], f"test/{split}/chrf": result["chrf"]}
@@ -335,7 +354,45 @@ def _evaluate(
     )
     fig.savefig(out / "length.png", dpi=100)
     tracker.figure("test/length", fig, step)  # closes it
+    if settings.explorer:
+        name = model_name(translator)
+        summary = {s: _summary(r) for s, r in report["splits"].items() if CONCAT_MARK not in s}
+        data = page_data(f"{name}, {settings.mode}, step {step}", sentences, [ModelView(name, records, summary)])
+        write_page(out / "explorer.html", data)
     return report
+
+
+def model_name(translator: Translator) -> str:
+    """``bahdanau (concat)``, ``luong (general, input feeding)``, ``none``."""
+    a = translator.config.attention
+    if a.type == "none":
+        return "none"
+    extra = ", input feeding" if a.type == "luong" and a.input_feeding else ""
+    return f"{a.type} ({a.score}{extra})"
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("bleu", "chrf", "bleu_signature", "chrf_signature", "buckets")
+    return {k: result[k] for k in keys}
+
+
+def compare_runs(runs: Sequence[str | Path], out: str | Path, mode: str = "greedy", **evaluate: Any) -> Path:
+    """One explorer page with every run's outputs and attention side by side (evaluating a run first if needed)."""
+    pages, names = [], []
+    for run in map(Path, runs):
+        page = run / "eval" / mode / "explorer.html"
+        if not page.exists():
+            log.info("no %s yet: evaluating %s", page, run)
+            evaluate_run(run, **evaluate)
+        pages.append(read_page_data(page))
+        names.append(pages[-1]["models"][0]["name"])
+    if len(set(names)) < len(names):  # two runs of one variant: name them by their folders
+        names = [f"{n} [{Path(r).name}]" for n, r in zip(names, runs)]
+    try:
+        data = merge_models(pages, names, f"{' vs '.join(names)} ({mode})")
+    except ValueError as error:
+        raise Seq2SeqError(str(error)) from None
+    return write_page(out, data)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -387,6 +444,13 @@ def find_latest_run(root: str | Path = "outputs") -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seq2seq.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="a run directory holding best.pt (default: the newest under outputs/)")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        help="write one explorer page with these runs side by side (evaluating those not yet evaluated)",
+    )
+    parser.add_argument("--out", help="with --compare: the page to write (default outputs/compare.html)")
     parser.add_argument("--beam", type=int, default=1, help="beam width; 1 (the default) is greedy search")
     parser.add_argument("--length-penalty", type=float, default=1.0, help="GNMT alpha for beam search; 0: none")
     parser.add_argument("--n-heatmaps", type=int, default=4, help="attention heatmaps per test split")
@@ -422,6 +486,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if edges is None:
         edges = LONG_BUCKETS if args.concat > 1 else BUCKETS
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.compare:
+        try:
+            mode = "greedy" if args.beam == 1 else f"beam{args.beam}"
+            page = compare_runs(
+                args.compare,
+                args.out or "outputs/compare.html",
+                mode,
+                beam=args.beam,
+                length_penalty=args.length_penalty,
+                buckets=edges,
+                bootstrap=args.bootstrap,
+                data_root=args.data_root,
+                precision=args.precision,
+                device=args.device,
+                concat=args.concat,
+            )
+        except Seq2SeqError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {page}")
+        return 0
     try:
         run = Path(args.run) if args.run else find_latest_run()
         log.info("evaluating %s", run)

@@ -37,7 +37,7 @@ from seq2seq.distributed import Distributed
 from seq2seq.errors import CheckpointError, RunDirError, Seq2SeqError
 from seq2seq.faults import crash_point
 from seq2seq.loss import Objective, generator_loss
-from seq2seq.metrics import corpus_scores
+from seq2seq.metrics import attention_statistics, corpus_scores
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.plots import attention_figure
 from seq2seq.precision import autocast, resolve_precision
@@ -440,14 +440,19 @@ class Trainer:
         tc, data = self.config.train, self.valid_data
         self.model.eval()
         nll_total, tokens = 0.0, 0
+        entropy = distance = rows = 0  # attention statistics over the reference (teacher forcing)
         lens_src = [len(s) for s in data.src_ids]
         lens_tgt = [len(t) for t in data.tgt_ids]
         for index in token_batches(lens_src, lens_tgt, tc.batch_tokens * 2, multiple=tc.pad_to_multiple):
             src, tgt = [data.src_ids[i] for i in index], [data.tgt_ids[i] for i in index]
             batch = collate(src, tgt, tc.pad_to_multiple).to(self.device)
             with self._autocast():  # chunked like training: the batch's (B, T, V) logits never exist
-                features, _ = self.model.features(batch.src, batch.src_lens, batch.tgt_in)
+                features, attention = self.model.features(batch.src, batch.src_lens, batch.tgt_in)
                 nll_total += float(generator_loss(features, self.model.generator, batch.tgt_out)[1])
+            if attention is not None:
+                out_lens = torch.tensor([len(t) + 1 for t in tgt])  # + EOS
+                e, d, n = attention_statistics(attention, batch.src_lens, out_lens)
+                entropy, distance, rows = entropy + e, distance + d, rows + n
             tokens += batch.n_tokens
         crash_point("validation")  # tests: killed between the loss pass and decoding
         hyps = decode_corpus(
@@ -455,10 +460,12 @@ class Trainer:
         )
         texts = [self.vocab.decode_tgt(h.tokens) for h in hyps]
         scores = corpus_scores(texts, data.tgt_texts)
+        attention_figures = {"attention_entropy": entropy / rows, "attention_diagonal": distance / rows} if rows else {}
         return {
             "loss": nll_total / tokens,
             "ppl": math.exp(min(nll_total / tokens, 50.0)),
             **scores,
+            **attention_figures,
             "hypotheses": texts,
         }
 
@@ -479,6 +486,9 @@ class Trainer:
                 "valid/bleu": result["bleu"],
                 "valid/chrf": result["chrf"],
             }
+            for key in ("attention_entropy", "attention_diagonal"):  # attention models only
+                if key in result:
+                    values[f"valid/{key}"] = result[key]
             self.tracker.scalars(values, step)
             self.metrics.update(values)
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,6 +28,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import Config
 from seq2seq.devices import pick_device
 from seq2seq.errors import CheckpointError, Seq2SeqError
+from seq2seq.explorer import ModelView, Record, page_data, record, write_page
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.precision import PRECISIONS, resolve_precision
 from seq2seq.runtime import bound_kernel_caches
@@ -142,10 +143,12 @@ class Options:
     max_input_tokens: int = 400
     show_attention: bool = False
     attention_png: Path | None = None
+    html: Path | None = None  # the explorer page of everything translated
+    explored: list = field(default_factory=list)  # (sentence, Record) for --html
 
     @property
     def wants_attention(self) -> bool:
-        return self.show_attention or self.attention_png is not None
+        return self.show_attention or self.attention_png is not None or self.html is not None
 
 
 def read_lines(stream) -> tuple[list[str], list[int]]:
@@ -213,6 +216,8 @@ def process(translator: Translator, lines: Sequence[str], first: int, opts: Opti
             show_alignment(translator, first + i + 1, sentence, nbest[0], err)
         if nbest and attention and opts.attention_png is not None:
             save_heatmap(translator, opts.attention_png, first + i + 1, sentence, nbest[0])
+        if opts.html is not None:
+            opts.explored.append((sentence, explorer_record(translator, sentence, nbest[0] if nbest else None, None)))
     out.flush()
     return dropped > 0
 
@@ -258,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--show-attention", action="store_true", help="print each line's alignment on stderr")
     parser.add_argument("--attention-png", metavar="DIR", help="write one attention heatmap per line into DIR")
+    parser.add_argument("--html", metavar="FILE", help="write an explorer page of every line and its attention")
     return parser
 
 
@@ -270,15 +276,23 @@ def parse_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if args.nbest is not None and args.nbest > args.beam:
         parser.error(f"--nbest {args.nbest} needs --beam {args.nbest} or wider")
     png = Path(args.attention_png) if args.attention_png else None
+    html = Path(args.html) if args.html else None
     return Options(
-        args.beam, args.length_penalty, args.nbest, args.batch_size, args.max_input_tokens, args.show_attention, png
+        args.beam,
+        args.length_penalty,
+        args.nbest,
+        args.batch_size,
+        args.max_input_tokens,
+        args.show_attention,
+        png,
+        html,
     )
 
 
 def load(args: argparse.Namespace, opts: Options, err: TextIO) -> tuple[Translator, list[str] | None, list[int]]:
     """The translator and, unless reading from a terminal, the input lines and bad line numbers."""
     translator = Translator.from_checkpoint(args.checkpoint, args.device, args.precision)
-    if opts.wants_attention and not translator.model.has_attention:
+    if (opts.show_attention or opts.attention_png) and not translator.model.has_attention:
         err.write("note: this checkpoint has no attention (attention=none); --show-attention/--attention-png ignored\n")
     elif opts.attention_png is not None:
         try:
@@ -309,13 +323,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=err)
         return 2
     if lines is None:
-        return 1 if interactive(translator, opts, out, err) else 0
-    for number in bad:
-        err.write(f"warning: line {number} is not valid UTF-8; writing a blank line for it\n")
-    long_lines = False
-    for first in range(0, len(lines), CHUNK):
-        long_lines |= process(translator, lines[first : first + CHUNK], first, opts, out, err)
-    return 1 if bad or long_lines else 0
+        status = 1 if interactive(translator, opts, out, err) else 0
+    else:
+        for number in bad:
+            err.write(f"warning: line {number} is not valid UTF-8; writing a blank line for it\n")
+        long_lines = False
+        for first in range(0, len(lines), CHUNK):
+            long_lines |= process(translator, lines[first : first + CHUNK], first, opts, out, err)
+        status = 1 if bad or long_lines else 0
+    if opts.html is not None:
+        try:
+            write_html(translator, opts)
+        except OSError as error:
+            print(f"error: cannot write --html {opts.html}: {error.strerror}", file=err)
+            return 2
+        err.write(f"wrote {opts.html}\n")
+    return status
+
+
+def write_html(translator: Translator, opts: Options) -> Path:
+    from seq2seq.evaluate import model_name
+
+    name = model_name(translator)
+    sentences = [{"src": sentence} for sentence, _ in opts.explored]
+    records = [rec for _, rec in opts.explored]
+    return write_page(opts.html, page_data(f"{name}: translations", sentences, [ModelView(name, records)]))
+
+
+def explorer_record(translator: Translator, sentence: str, hyp: Hypothesis | None, ref: str | None) -> Record:
+    """One sentence for the explorer: pieces, attention (if any), sentence chrF against ``ref``."""
+    if hyp is None:  # a blank (or skipped) line
+        return record("", [], [], None, ref)
+    src_pieces, out_pieces = translator.labels(sentence, hyp)
+    return record(translator.text(hyp), src_pieces, out_pieces, hyp.attention, ref)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,133 @@
+"""The attention explorer: the page's embedded data against the report, the model and the commands."""
+
+import io
+import math
+import shutil
+import sys
+
+import pytest
+import torch
+
+from conftest import TINY, compose, events
+from seq2seq.evaluate import evaluate_run
+from seq2seq.evaluate import main as evaluate_main
+from seq2seq.explorer import read_page_data, row_statistics, sparse_rows
+from seq2seq.metrics import attention_statistics
+from seq2seq.translate import Translator
+from seq2seq.translate import main as translate_main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_rows_keep_most_of_the_mass_and_sum_to_about_one_even_when_flat():
+    sharp = torch.softmax(torch.randn(6, 9) * 3, dim=-1)
+    flat = torch.softmax(torch.randn(3, 600) * 0.1, dim=-1)  # an untrained model on a long input
+    for weights in (sharp, flat):
+        rows = sparse_rows(weights)
+        assert len(rows) == len(weights)
+        for row, dense in zip(rows, weights.tolist()):
+            assert all(0 <= j < len(dense) and 1 <= p <= 1000 for j, p in row)
+            assert {j for j, w in enumerate(dense) if w >= 0.05} <= {j for j, _ in row}  # every large weight
+            assert 945 <= sum(p for _, p in row) <= 1001
+            assert [j for j, _ in row] == sorted(j for j, _ in row)
+
+
+def test_statistics_of_sharp_diagonal_and_uniform_attention():
+    eye = torch.eye(5)
+    assert row_statistics(eye) == (0.0, 0.0)
+    uniform = torch.full((4, 8), 1 / 8)
+    entropy, _ = row_statistics(uniform)
+    assert entropy == pytest.approx(math.log(8))
+    batch = torch.stack([torch.eye(5), torch.zeros(5, 5)])  # the second sentence: 2 rows over 3 columns
+    batch[1, :2, :3] = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # anti-diagonal
+    e, d, n = attention_statistics(batch, torch.tensor([5, 3]), torch.tensor([5, 2]))
+    assert n == 7 and e == pytest.approx(0.0, abs=1e-6) and d == pytest.approx(2.0)  # two rows 1.0 off
+
+
+@pytest.fixture(scope="module")
+def explored(trained_run, tmp_path_factory):
+    run = tmp_path_factory.mktemp("explore") / "bahdanau"
+    run.mkdir()
+    shutil.copy(trained_run / "best.pt", run / "best.pt")
+    report = evaluate_run(run, n_heatmaps=0, bootstrap=20, concat=2)
+    return run, report, read_page_data(run / "eval" / "greedy" / "explorer.html")
+
+
+def test_eval_writes_an_explorer_with_every_sentence_and_its_attention(explored):
+    run, report, data = explored
+    natural = ["test_2016_flickr", "test_2017_flickr"]
+    splits = [s["split"] for s in data["sentences"]]
+    assert [splits.count(s) for s in [*natural, "test_2016_flickr+k2"]] == [40, 40, 20]
+    assert "test_2017_flickr+k2" not in splits  # long inputs of the first split only: a small page
+    for split in natural:
+        hyps = (run / "eval" / "greedy" / f"{split}.hyp.txt").read_text().splitlines()
+        assert [s["out"][0]["hyp"] for s in data["sentences"] if s["split"] == split] == hyps
+        summary = data["models"][0]["summary"][split]
+        assert (
+            summary["bleu"] == report["splits"][split]["bleu"]
+            and summary["buckets"] == report["splits"][split]["buckets"]
+        )
+    translator = Translator.from_checkpoint(run / "best.pt")
+    sentence = data["sentences"][3]
+    hyp = translator.nbest([sentence["src"]], return_attention=True)[0][0]
+    src_pieces, out_pieces = translator.labels(sentence["src"], hyp)
+    out = sentence["out"][0]
+    assert out["sp"] == src_pieces and out["op"] == out_pieces  # the model's own pieces, </s> included
+    for s in data["sentences"]:
+        o = s["out"][0]
+        assert len(o["att"]) == len(o["op"]) and all(945 <= sum(p for _, p in row) <= 1001 for row in o["att"])
+        assert all(j < len(o["sp"]) for row in o["att"] for j, _ in row)
+        assert 0 <= o["chrf"] <= 100 and o["ent"] >= 0 and 0 <= o["diag"] <= 1 and s["words"] == len(s["src"].split())
+    assert (run / "eval" / "greedy" / "explorer.html").stat().st_size < 2_000_000
+
+
+@pytest.fixture(scope="module")
+def none_run(corpus_root, tmp_path_factory):
+    from seq2seq.training import train
+
+    run = tmp_path_factory.mktemp("none") / "none"
+    train(compose([*TINY, "attention=none", f"data.root={corpus_root}", "train.max_steps=10"]), run)
+    return run
+
+
+def test_compare_puts_runs_side_by_side_and_none_has_no_heatmaps(explored, none_run, tmp_path, capsys):
+    run, _, _ = explored
+    page = tmp_path / "compare.html"
+    status = evaluate_main(
+        ["--compare", str(none_run), str(run), "--concat", "2", "--bootstrap", "20", "--out", str(page)]
+    )
+    assert status == 0 and f"wrote {page}" in capsys.readouterr().out
+    data = read_page_data(page)
+    assert [m["name"] for m in data["models"]] == ["none", "bahdanau (concat)"]
+    assert len(data["sentences"]) == 100 and all(len(s["out"]) == 2 for s in data["sentences"])
+    assert all("att" not in s["out"][0] and "att" in s["out"][1] for s in data["sentences"] if s["src"])
+
+
+def test_compare_of_runs_on_other_sentences_is_one_line(explored, none_run, tmp_path, capsys):
+    run, _, _ = explored
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(run / "best.pt", other / "best.pt")
+    evaluate_run(other, n_heatmaps=0, bootstrap=20)  # no --concat: fewer sentences
+    status = evaluate_main(["--compare", str(run), str(other), "--out", str(tmp_path / "c.html")])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and "other sentences" in err and err.count("\n") == 1
+
+
+def test_translate_html_shows_what_was_typed(trained_run, tmp_path, monkeypatch, capsys):
+    page = tmp_path / "page.html"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("Ein Hund rennt.\n\nZwei Männer.\n".encode())))
+    status = translate_main(["--checkpoint", str(trained_run / "best.pt"), "--html", str(page)])
+    out, err = capsys.readouterr()
+    assert status == 0 and f"wrote {page}" in err
+    data = read_page_data(page)
+    assert [s["src"] for s in data["sentences"]] == ["Ein Hund rennt.", "", "Zwei Männer."]
+    assert [s["out"][0]["hyp"] for s in data["sentences"]] == out.splitlines()
+    assert "ref" not in data["sentences"][0] and len(data["sentences"][0]["out"][0]["att"]) > 0
+
+
+def test_validation_logs_attention_statistics(trained_run):
+    scalars = set(events(trained_run).Tags()["scalars"])
+    assert {"valid/attention_entropy", "valid/attention_diagonal"} <= scalars
+    entropy = [e.value for e in events(trained_run).Scalars("valid/attention_entropy")]
+    assert all(0 < v < 5 for v in entropy)
