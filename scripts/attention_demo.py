@@ -11,12 +11,9 @@ Position 6 of the second example is padding: every score gives it exactly zero w
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a fresh clone, too
 
 from seq2seq.attention import build_attention  # noqa: E402
 from seq2seq.plots import close  # noqa: E402

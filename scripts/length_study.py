@@ -20,7 +20,8 @@ Runs live in ``outputs/length-study/<data>-<steps>steps/<regime>/<variant>-seed<
 Running the same command again skips finished runs, resumes interrupted ones (the trainer
 resumes exactly) and reuses finished evaluations; ``--runs DIR`` re-analyses a study without
 training. Writes ``length_study.{json,md,png}`` into that directory (``--docs``: also into
-``docs/`` as ``length_study_<data>.*``).
+``docs/`` as ``length_study_<data>.*``) and ``explorer_<regime>.html``: the three models' outputs
+and attention side by side on the natural and the joined test inputs.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def evaluated(run: Path, args, timings: dict) -> dict:
 
     path = run / "eval" / "greedy" / "report.json"
     step = int(load_checkpoint(run / "best.pt").get("progress", {}).get("step", 0))
-    if path.exists():
+    if path.exists() and (run / "eval" / "greedy" / "explorer.html").exists():
         report = json.loads(path.read_text())
         wanted = {f"+k{k}" for k in range(2, args.concat + 1)}
         have = {name[name.index("+k") :] for name in report["splits"] if "+k" in name}
@@ -435,6 +436,12 @@ def main() -> int:
     (root / "length_study.json").write_text(json.dumps(result, indent=2) + "\n")
     (root / "length_study.md").write_text(markdown(result, command))
     print((root / "length_study.md").read_text())
+    from seq2seq.evaluate import compare_runs
+
+    for regime, entry in result["regimes"].items():  # the long inputs, models side by side
+        runs = [Path(entry["runs"][v][0]["dir"]) for v in VARIANTS]
+        page = compare_runs(runs, root / f"explorer_{regime}.html", bootstrap=args.bootstrap, concat=args.concat)
+        print(f"wrote {page}")
     if args.docs:
         for suffix in ("png", "md", "json"):
             shutil.copy(root / f"length_study.{suffix}", REPO / "docs" / f"length_study_{args.data}.{suffix}")

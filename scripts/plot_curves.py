@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from seq2seq.plots import close  # noqa: E402  (sets the Agg backend)
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from seq2seq.checkpoint import load_checkpoint  # noqa: E402
 

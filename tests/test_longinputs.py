@@ -192,6 +192,11 @@ def test_a_tiny_study_trains_both_regimes_and_writes_every_bucket(tmp_path):
     config = json.loads((long_run / "config.json").read_text())
     assert config["data"]["long_examples"]["fraction"] == 0.25 and config["train"]["max_steps"] == 4
     assert (out / "length_study.png").read_bytes()[:4] == b"\x89PNG"
+    from seq2seq.explorer import read_page_data
+
+    page = read_page_data(out / "explorer_long.html")  # the joined inputs, models side by side
+    assert [m["name"].split()[0] for m in page["models"]] == ["none", "luong", "bahdanau"]
+    assert any(s["split"] == "test_2016_flickr+k8" for s in page["sentences"])
     md = (out / "length_study.md").read_text()
     assert "## long training: BLEU by k" in md and "| bahdanau − none |" in md and "81+" in md
     before = (long_run / "best.pt").stat().st_mtime_ns
