@@ -9,6 +9,10 @@ For every split in the run's ``data.test`` it decodes the sources (greedy, or be
 - ``report.md``: the same as Markdown tables; ``length.png``: BLEU against source length, one line
   per split (cf. Bahdanau et al. 2015, Fig. 2); ``<split>.hyp.txt``: the hypotheses;
 - ``attention_<split>_<i>.png``: heatmaps of the first sentences (attention models only);
+- ``explorer.html``: every sentence with its output, chrF and attention in one page
+  (:mod:`seq2seq.explorer`); ``--compare RUN_A RUN_B ...`` writes one page with several runs;
+- with ``--concat K``, each split's inputs of k = 2 ... K consecutive sentences as ``<split>+k<k>``
+  (:mod:`seq2seq.longinputs`), bucketed up to 81+ words;
 - ``alignment`` in the report: AER of the attention against gold word alignments, when the corpus
   root holds ``alignments-<src>-<tgt>/`` (see :mod:`seq2seq.alignment`).
 

@@ -8,9 +8,10 @@ status 1 at the end. ``--beam K`` decodes with beam search (``--length-penalty``
 alpha); ``--nbest N`` writes N lines ``index ||| hypothesis ||| score`` per input line (index
 0-based; blank and skipped lines have none). ``--show-attention`` prints, on stderr, the source
 piece each output piece attends to most; ``--attention-png DIR`` draws one heatmap per line
-(``DIR/0001.png`` for line 1). The Python API is :class:`Translator`::
+(``DIR/0001.png`` for line 1); ``--html FILE`` writes the explorer page of every line
+(:mod:`seq2seq.explorer`). The Python API is :class:`Translator`::
 
-    Translator.from_checkpoint("outputs/.../best.pt").translate(["Ein Hund rennt."], beam=5)
+    Translator.from_checkpoint("outputs/.../best.pt").translate("Ein Hund rennt.", beam=5)
 """
 
 from __future__ import annotations
