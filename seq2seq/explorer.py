@@ -331,7 +331,7 @@ function columns() {
   const cols = [["index", "#"], ["split", "split"], ["words", "source words"], ["src", "source"]];
   if (hasRef) cols.push(["ref", "reference"]);
   DATA.models.forEach((m, i) => {
-    cols.push(["hyp" + i, m.name + (DATA.models.length > 1 ? " output" : "output")]);
+    cols.push(["hyp" + i, m.name + " output"]);
     if (hasRef) cols.push(["chrf" + i, (DATA.models.length > 1 ? m.name + " " : "") + "chrF"]);
   });
   return cols;
