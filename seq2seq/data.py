@@ -66,6 +66,9 @@ def _load_local(folder: Path, split: str, src: str, tgt: str) -> datasets.Datase
         problems = [problem for path in paths.values() if (problem := _diagnose(path))]
         detail = "; ".join(problems) or f"{paths['src']} / {paths['tgt']}: {error}"
         raise DataError(f"could not read the corpus: {detail}") from None
+    for side, path in paths.items():  # datasets splits lines like str.splitlines; people count them like wc -l
+        if sides[side].num_rows != _count_lines(path):
+            raise DataError(_stray_separator(path))
     n_src, n_tgt = sides["src"].num_rows, sides["tgt"].num_rows
     if n_src != n_tgt:
         raise DataError(
@@ -100,6 +103,29 @@ def _strip_bom(ds: datasets.Dataset, paths: dict[str, Path]) -> datasets.Dataset
 
 def _open(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+SEPARATORS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on besides \n
+
+
+def _count_lines(path: Path) -> int:
+    """Lines as ``wc -l`` counts them (plus a last line without a newline)."""
+    with _open(path) as handle:
+        data = handle.read()
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def _stray_separator(path: Path) -> str:
+    with _open(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+            found = next((c for c in line if c in SEPARATORS), None)
+            if found is not None:
+                return (
+                    f"{path} line {number} (as wc -l counts) contains {found!r}, a line break for the reader, which "
+                    "would split it in two and shift every later line; replace it with a space"
+                )
+    return f"{path}: the reader found a different number of lines than wc -l counts"
 
 
 def _is_empty(path: Path) -> bool:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from seq2seq import plots
 
@@ -18,11 +19,13 @@ class Tracker:
 
     def __init__(self, log_dir: str | Path | None):
         self.writer = SummaryWriter(log_dir=str(log_dir)) if log_dir is not None else None
+        self.logged: set[str] = set()  # scalar tags written so far
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         if self.writer is not None:
             for tag, value in values.items():
                 self.writer.add_scalar(tag, value, step)
+                self.logged.add(tag)
 
     def figure(self, tag: str, fig: Figure, step: int) -> None:
         if self.writer is not None:
@@ -33,10 +36,20 @@ class Tracker:
         if self.writer is not None:
             self.writer.add_text(tag, text, step)
 
-    def hparams(self, hparams: dict[str, float | int | str | bool], metrics: dict[str, float]) -> None:
-        """Once per run, at the end: TensorBoard writes these into a sub-run named ``hparams``."""
-        if self.writer is not None:
-            self.writer.add_hparams(hparams, metrics, run_name="hparams")
+    def hparams(self, hparams: dict[str, float | int | str | bool], metrics: dict[str, float], step: int) -> None:
+        """Once per run, at the end: the HPARAMS tab's entry for this run, in this run's own event file.
+
+        ``SummaryWriter.add_hparams`` would write a second run (``hparams/``) holding a copy of every
+        metric at step 0; here the metrics the run already logs are found by their tags, and only the
+        others (``best/valid_bleu``, say) are logged, at ``step``.
+        """
+        if self.writer is None:
+            return
+        experiment, start, end = hparams_summaries(hparams, metrics)
+        writer = self.writer._get_file_writer()
+        for summary in (experiment, start, end):
+            writer.add_summary(summary)
+        self.scalars({k: v for k, v in metrics.items() if k not in self.logged}, step)
 
     def flush(self) -> None:
         if self.writer is not None:

@@ -271,6 +271,9 @@ class Trainer:
                     if progress.step % tc.valid_every == 0:
                         if self._validate_and_save():
                             stop = "early stopping"
+                        # a signal during validation stops here, not after one more step
+                        (late,) = self.dist.sum([float(self._signal is not None)], self.device)
+                        signalled = signalled or late
                     elif progress.step % tc.checkpoint_every == 0:
                         self._save_last()
                     if tc.max_steps is not None and progress.step >= tc.max_steps:
@@ -331,7 +334,7 @@ class Trainer:
         }
         if progress.skipped:
             final["skipped_batches"] = float(progress.skipped)
-        self.tracker.hparams(self._hparams(), final)
+        self.tracker.hparams(self._hparams(), final, progress.step)
         self.tracker.close()
         self.objective = Objective(self.model)  # release the DDP wrapper (and its hold on the process group)
         if self.dist.is_main:

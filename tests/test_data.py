@@ -116,3 +116,23 @@ def test_the_training_process_never_imports_datasets(corpus_root, tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1500", "False"]
+
+
+def test_a_byte_order_mark_is_dropped_and_said_once(tmp_path, caplog):
+    folder = tmp_path / "multi30k"
+    folder.mkdir()
+    (folder / "val.de").write_text("\ufeffEin Hund.\nZwei Katzen.\n", encoding="utf-8")
+    (folder / "val.en").write_text("A dog.\nTwo cats.\n", encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="seq2seq"):
+        ds = load_split(DataConfig(root=str(tmp_path)), "val")
+    assert list(ds["src"]) == ["Ein Hund.", "Zwei Katzen."] and list(ds["tgt"]) == ["A dog.", "Two cats."]
+    assert sum("byte-order mark" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_lone_carriage_return_is_named_by_its_line_as_wc_counts_it(tmp_path):
+    folder = tmp_path / "multi30k"
+    folder.mkdir()
+    (folder / "val.de").write_bytes(b"Ein Hund.\r\nZwei\rKatzen.\nDrei.\n")  # CRLF is fine, a lone CR not
+    (folder / "val.en").write_bytes(b"A dog.\nTwo cats.\nThree.\n")
+    with pytest.raises(DataError, match=r"val\.de line 2 \(as wc -l counts\) contains '\\r'"):
+        load_split(DataConfig(root=str(tmp_path)), "val")

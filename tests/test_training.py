@@ -41,8 +41,9 @@ def test_short_run_learns_logs_and_checkpoints(attention, corpus_root, tmp_path)
     assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
     assert result["step"] == 40 and result["stop"] == "max_steps"
     assert load_checkpoint(tmp_path / "best.pt")["config"]["attention"]["type"] == attention
-    hparams = [p for p in (tmp_path / "hparams").iterdir()]
-    assert hparams, "hparams sub-run with final metrics"
+    assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")  # the HPARAMS entry, in the run
+    assert not (tmp_path / "hparams").exists()  # no second copy of the run
+    assert 0 not in [e.step for e in acc.Scalars("valid/bleu")] and acc.Scalars("best/valid_bleu")[0].step == 40
 
 
 def test_refuses_to_overwrite_a_run(trained_run):
@@ -173,3 +174,18 @@ def test_bf16_autocast_run_learns(corpus_root, tmp_path):
     assert losses[-1] < losses[0] - 0.5 and result["valid/bleu"] >= 0.0
     weights = load_checkpoint(tmp_path / "last.pt")["model"]
     assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())  # fp32 master weights
+
+
+def test_a_signal_during_validation_stops_there_without_another_step(corpus_root, tmp_path, monkeypatch):
+    import signal
+
+    original = Trainer.validate
+
+    def interrupted(self):
+        self._signal = signal.SIGTERM  # as if SIGTERM arrived while validation decoded
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "validate", interrupted)
+    result = train(compose([*TINY, f"data.root={corpus_root}", "train.max_steps=100"]), tmp_path)
+    assert result["stop"] == "signal SIGTERM" and result["step"] == 20  # train.valid_every=20
+    assert load_checkpoint(tmp_path / "last.pt")["progress"]["step"] == 20
