@@ -423,6 +423,9 @@ def main() -> int:
     result["wall"] = f"{train_s / 60:.0f} minutes of training and {eval_s / 60:.0f} of evaluation"
     result["timings"] = timings
     command = f"make length-study DATA={args.data} STEPS={args.steps} SEEDS={args.seeds}"
+    if args.regimes != list(REGIMES) or args.runs is not None:
+        command = f"python scripts/length_study.py --data {args.data} --steps {args.steps} --seeds {args.seeds}"
+        command += f" --regimes {','.join(args.regimes)}" + (f" --runs {args.runs}" if args.runs else "")
     result["command"] = command
 
     from seq2seq.plots import close, length_study_figure
