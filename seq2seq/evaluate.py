@@ -490,42 +490,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if edges is None:
         edges = LONG_BUCKETS if args.concat > 1 else BUCKETS
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.compare:
-        try:
-            mode = "greedy" if args.beam == 1 else f"beam{args.beam}"
-            page = compare_runs(
-                args.compare,
-                args.out or "outputs/compare.html",
-                mode,
-                beam=args.beam,
-                length_penalty=args.length_penalty,
-                buckets=edges,
-                bootstrap=args.bootstrap,
-                data_root=args.data_root,
-                precision=args.precision,
-                device=args.device,
-                concat=args.concat,
-            )
-        except Seq2SeqError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"wrote {page}")
-        return 0
+    options = {
+        "beam": args.beam,
+        "length_penalty": args.length_penalty,
+        "buckets": edges,
+        "n_heatmaps": args.n_heatmaps,
+        "bootstrap": args.bootstrap,
+        "data_root": args.data_root,
+        "precision": args.precision,
+        "device": args.device,
+        "concat": args.concat,
+    }
     try:
+        if args.compare:
+            mode = EvalSettings(beam=args.beam).mode
+            print(f"wrote {compare_runs(args.compare, args.out or 'outputs/compare.html', mode, **options)}")
+            return 0
         run = Path(args.run) if args.run else find_latest_run()
         log.info("evaluating %s", run)
-        report = evaluate_run(
-            run,
-            args.beam,
-            args.length_penalty,
-            buckets=edges,
-            n_heatmaps=args.n_heatmaps,
-            bootstrap=args.bootstrap,
-            data_root=args.data_root,
-            precision=args.precision,
-            device=args.device,
-            concat=args.concat,
-        )
+        report = evaluate_run(run, **options)
     except Seq2SeqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
