@@ -231,13 +231,23 @@ def analyse(runs: dict, args, timings: dict) -> dict:
         entry["gaps"] = {}
         for variant in VARIANTS[1:]:
             gaps = []
-            for bucket, base in zip(entry[POOLED][variant], entry[POOLED]["none"]):
+            for bucket in entry[POOLED][variant]:
                 rows = [i for i, n in enumerate(lengths) if in_range(n, bucket["range"])]
                 gap = {"range": bucket["range"], "n": len(rows), "gap": None, "ci95": None}
-                if rows:
-                    gap["gap"] = bucket["bleu"] - base["bleu"]
-                    pick = ([pooled_hyps[variant][0][i] for i in rows], [pooled_hyps["none"][0][i] for i in rows])
-                    gap["ci95"] = gap_interval(*pick, [pooled_refs[i] for i in rows], args.bootstrap, rng(0))
+                if rows:  # per seed, the model against the baseline of the same seed; then the mean
+                    refs = [pooled_refs[i] for i in rows]
+                    pairs = list(zip(pooled_hyps[variant], pooled_hyps["none"]))
+                    points, lows, highs = [], [], []
+                    for hyps, base_hyps in pairs:
+                        pick = [hyps[i] for i in rows], [base_hyps[i] for i in rows]
+                        points.append(
+                            BLEU().corpus_score(pick[0], [refs]).score - BLEU().corpus_score(pick[1], [refs]).score
+                        )
+                        low, high = gap_interval(*pick, refs, args.bootstrap, rng(0))
+                        lows.append(low)
+                        highs.append(high)
+                    gap.update(gap=statistics.mean(points), ci95=[statistics.mean(lows), statistics.mean(highs)])
+                    gap["seeds"] = len(pairs)
                 gaps.append(gap)
             entry["gaps"][variant] = gaps
         result["regimes"][regime] = entry
@@ -349,8 +359,9 @@ def markdown(result: dict, command: str) -> str:
                 lines.append(f"| {variant} | " + " | ".join(_cell(row[i]) for i in used) + " |")
         lines.append("")
     lines += [
-        "Cells: BLEU [95 % bootstrap interval]; gap rows: attention minus baseline on the same inputs, with a "
-        "paired-bootstrap 95 % interval (first seed). Output/ref length below 1 is output that stops early.",
+        "Cells: BLEU [95 % bootstrap interval], means over seeds (the interval: the seeds' mean bounds); gap rows: "
+        "attention minus the baseline of the same seed on the same inputs, with a paired-bootstrap 95 % interval, "
+        "averaged over seeds. Output/ref length below 1 is output that stops early.",
     ]
     return "\n".join(lines) + "\n"
 
