@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from sacrebleu.metrics import CHRF
+
+from seq2seq.metrics import attention_statistics
 
 MIN_PER_MILLE = 2  # beyond 95 % of a row's mass, weights under 2 per mille are left out
 
@@ -88,17 +91,16 @@ def sparse_rows(weights) -> list[list[list[int]]]:
 
 
 def row_statistics(weights) -> tuple[float, float]:
-    """Mean entropy (nats) and mean distance from the diagonal of an attention matrix ``(T, S)``."""
-    rows = weights.tolist() if hasattr(weights, "tolist") else weights
-    if not rows:
+    """Mean entropy (nats) and mean distance from the diagonal of one attention matrix ``(T, S)``.
+
+    The same figures as validation logs (:func:`seq2seq.metrics.attention_statistics`), for one sentence.
+    """
+    weights = torch.as_tensor(weights, dtype=torch.float32)
+    if weights.numel() == 0:
         return 0.0, 0.0
-    T, S = len(rows), len(rows[0])
-    entropy = distance = 0.0
-    for t, row in enumerate(rows):
-        entropy -= sum(w * math.log(w) for w in row if w > 0)
-        best = max(range(S), key=row.__getitem__)
-        distance += abs(best / max(S - 1, 1) - t / max(T - 1, 1))
-    return entropy / T, distance / T
+    T, S = weights.shape
+    entropy, distance, rows = attention_statistics(weights[None], torch.tensor([S]), torch.tensor([T]))
+    return entropy / rows, distance / rows
 
 
 def record(hyp: str, src_pieces: list[str], out_pieces: list[str], attention=None, ref: str | None = None) -> Record:
