@@ -166,92 +166,177 @@ def evaluated(run: Path, args, timings: dict) -> dict:
     print(f"evaluating {run}", flush=True)
     start = time.monotonic()
     report = evaluate_run(run, buckets=EDGES, n_heatmaps=0, bootstrap=args.bootstrap, concat=args.concat)
-    timings["evaluate"][str(run)] = time.monotonic() - start
+    timings["evaluate"][f"{run.parent.name}/{run.name}"] = time.monotonic() - start
     return report
 
 
 # -- analysis --------------------------------------------------------------------------------
 
 
-def analyse(runs: dict, args, timings: dict) -> dict:
-    from sacrebleu.metrics import BLEU
-
+def analyse(runs: dict, args, timings: dict, earlier: dict | None = None) -> dict:
+    """Every seed's figures (``runs`` on disk, plus the seeds of ``earlier`` they lack), then their means."""
     from seq2seq.checkpoint import load_checkpoint
     from seq2seq.config import Config
-    from seq2seq.evaluate import CONCAT_MARK, gap_interval, length_buckets, load_test_splits, with_concatenations
+    from seq2seq.evaluate import load_test_splits, with_concatenations
 
     first_run = next(iter(next(iter(runs.values())).values()))[0][1]
-    data = Config.from_dict(load_checkpoint(first_run / "best.pt")["config"]).data
-    natural = list(load_test_splits(data))
+    config = Config.from_dict(load_checkpoint(first_run / "best.pt")["config"])
+    data = config.data
     sets = with_concatenations(load_test_splits(data), args.concat)
+    steps = config.train.max_steps  # the runs' budget (with --runs, --steps need not be given)
+    result: dict = {"data": f"{data.name}:{data.src}-{data.tgt}", "steps": steps, "regimes": {}}
+    if earlier is not None:
+        check_mergeable(earlier, result, args)
+    names = [*runs, *[r for r in (earlier or {}).get("regimes", {}) if r not in runs]]
+    for regime in [*[r for r in REGIMES if r in names], *[r for r in names if r not in REGIMES]]:
+        records = {v: [] for v in VARIANTS}
+        for seed, seed_runs in complete_seeds(runs.get(regime, {}), regime):
+            for variant, record in seed_records(seed, seed_runs, sets, data, args, timings).items():
+                records[variant].append(record)
+        for variant, rows in earlier_records(earlier, regime, {r["seed"] for r in records["none"]}).items():
+            records[variant] += rows
+        entry: dict = {"overrides": REGIMES.get(regime, []), "runs": records}
+        entry.update(aggregate(records))
+        result["regimes"][regime] = entry
+    return result
+
+
+def complete_seeds(by_variant: dict, regime: str) -> list[tuple[int, dict[str, Path]]]:
+    """``[(seed, {variant: run})]`` for the seeds every model finished (a gap pairs a model with its seed's baseline)."""
+    seeds = sorted({seed for seeded in by_variant.values() for seed, _ in seeded})
+    out = []
+    for seed in seeds:
+        seed_runs = {v: dict(by_variant.get(v, [])).get(seed) for v in VARIANTS}
+        if None in seed_runs.values():
+            print(f"{regime} seed {seed}: not every model has finished; left out", flush=True)
+            continue
+        out.append((seed, seed_runs))
+    return out
+
+
+def seed_records(seed: int, seed_runs: dict[str, Path], sets: dict, data, args, timings: dict) -> dict[str, dict]:
+    """One seed's record per model: its scores, by k, by length and (attention) its gap to the baseline."""
+    from sacrebleu.metrics import BLEU
+
+    from seq2seq.evaluate import CONCAT_MARK, length_buckets, load_test_splits
+
+    natural = list(load_test_splits(data))
     k_of = {name: int(name.split(CONCAT_MARK)[1]) if CONCAT_MARK in name else 1 for name in sets}
     pooled_src = [line for name in sets for line in sets[name][0]]
     pooled_refs = [line for name in sets for line in sets[name][1]]
+    records, pooled_hyps = {}, {}
+    for variant, run in seed_runs.items():
+        report = evaluated(run, args, timings)
+        hyps = {name: (run / "eval" / "greedy" / f"{name}.hyp.txt").read_text().splitlines() for name in sets}
+        pooled_hyps[variant] = [h for name in sets for h in hyps[name]]
+        metrics = json.loads((run / "metrics.json").read_text())
+        by_k = {}
+        for k in range(1, args.concat + 1):
+            members = [name for name in sets if k_of[name] == k]
+            refs = [[r for name in members for r in sets[name][1]]]
+            score = BLEU().corpus_score([h for name in members for h in hyps[name]], refs)
+            by_k[str(k)] = {
+                "n": len(refs[0]),
+                "bleu": score.score,
+                "length_ratio": score.sys_len / max(score.ref_len, 1),
+            }
+        records[variant] = {
+            "seed": seed,
+            "dir": str(run),
+            "steps": metrics.get("step"),
+            "valid_bleu": metrics.get("best/valid_bleu"),
+            "test_bleu": {s: report["splits"][s]["bleu"] for s in natural},
+            "by_k": by_k,
+            "train_seconds": train_seconds(run),
+            POOLED: length_buckets(pooled_src, pooled_hyps[variant], pooled_refs, EDGES, args.bootstrap, rng(0)),
+            "natural": {s: report["splits"][s]["buckets"] for s in natural},
+        }
     lengths = [len(s.split()) for s in pooled_src]
-    result: dict = {"data": f"{data.name}:{data.src}-{data.tgt}", "steps": args.steps, "regimes": {}}
-    for regime, by_variant in runs.items():
-        entry: dict = {"overrides": REGIMES.get(regime, []), "runs": {}, "by_k": {}, POOLED: {}, "natural": {}}
-        pooled_hyps: dict[str, list[list[str]]] = {}
-        for variant, seeded in by_variant.items():
-            for seed, run in seeded:
-                report = evaluated(run, args, timings)
-                hyps = {name: (run / "eval" / "greedy" / f"{name}.hyp.txt").read_text().splitlines() for name in sets}
-                pooled_hyps.setdefault(variant, []).append([h for name in sets for h in hyps[name]])
-                metrics = json.loads((run / "metrics.json").read_text())
-                by_k = {}
-                for k in range(1, args.concat + 1):
-                    members = [name for name in sets if k_of[name] == k]
-                    score = BLEU().corpus_score(
-                        [h for name in members for h in hyps[name]], [[r for name in members for r in sets[name][1]]]
+    for variant in VARIANTS[1:]:
+        records[variant]["gaps"] = seed_gaps(pooled_hyps[variant], pooled_hyps["none"], pooled_refs, lengths, args)
+    return records
+
+
+def seed_gaps(hyps: list[str], base: list[str], refs: list[str], lengths: list[int], args) -> list[dict]:
+    """Per length bucket: BLEU(model) - BLEU(baseline of the same seed) and its paired-bootstrap interval."""
+    from sacrebleu.metrics import BLEU
+
+    from seq2seq.evaluate import bucket_ranges, gap_interval, range_label
+
+    gaps = []
+    for low, high in bucket_ranges(EDGES):
+        rows = [i for i, n in enumerate(lengths) if n >= low and (high is None or n <= high)]
+        gap = {"range": range_label(low, high), "n": len(rows), "gap": None, "ci95": None}
+        if rows:
+            pick = [hyps[i] for i in rows], [base[i] for i in rows], [refs[i] for i in rows]
+            points = [BLEU().corpus_score(list(side), [pick[2]]).score for side in pick[:2]]
+            gap.update(gap=points[0] - points[1], ci95=gap_interval(*pick, args.bootstrap, rng(0)))
+        gaps.append(gap)
+    return gaps
+
+
+def aggregate(records: dict[str, list[dict]]) -> dict:
+    """The means over seeds of every per-seed figure: by k, by length, the natural splits, the gaps."""
+    out: dict = {"seeds": [r["seed"] for r in records["none"]], "by_k": {}, POOLED: {}, "natural": {}, "gaps": {}}
+    for variant, rows in records.items():
+        out["by_k"][variant] = merge_k([r["by_k"] for r in rows])
+        out[POOLED][variant] = merge_seeds([r[POOLED] for r in rows])
+        for split in rows[0]["natural"]:
+            out["natural"].setdefault(split, {})[variant] = merge_seeds([r["natural"][split] for r in rows])
+    for variant in VARIANTS[1:]:
+        merged = []
+        for gaps in zip(*(r["gaps"] for r in records[variant])):
+            gap = {"range": gaps[0]["range"], "n": gaps[0]["n"], "gap": None, "ci95": None, "seeds": 0}
+            scored = [g for g in gaps if g["gap"] is not None]
+            if scored:  # the mean gap, and the mean of the seeds' paired intervals
+                gap.update(gap=statistics.mean(g["gap"] for g in scored), seeds=len(scored))
+                gap["ci95"] = [statistics.mean(g["ci95"][i] for g in scored) for i in (0, 1)]
+            merged.append(gap)
+        out["gaps"][variant] = merged
+    return out
+
+
+def read_earlier(path: Path) -> dict:
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise Seq2SeqError(f"--merge {path}: cannot read a study result ({error})") from None
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("regimes"), dict):
+        raise Seq2SeqError(f"--merge {path}: not a length_study.json (no 'regimes')")
+    return earlier
+
+
+def check_mergeable(earlier: dict, result: dict, args) -> None:
+    """Seeds merge only into a study of the same corpus, budget, regimes, k and buckets."""
+    for key in ("data", "steps"):
+        if earlier.get(key) != result[key]:
+            raise Seq2SeqError(f"--merge: the earlier study has {key} {earlier.get(key)!r}, this one {result[key]!r}")
+    for regime, entry in earlier["regimes"].items():
+        if entry.get("overrides") != REGIMES.get(regime):
+            raise Seq2SeqError(f"--merge: the earlier study's {regime} regime was trained with other overrides")
+        for variant in VARIANTS:
+            for record in entry["runs"].get(variant, []):
+                if POOLED not in record or (variant != "none" and "gaps" not in record):
+                    raise Seq2SeqError(
+                        f"--merge: the earlier study keeps no per-seed buckets for {regime}/{variant} "
+                        f"seed {record.get('seed')}; only a result written by this script can be merged"
                     )
-                    by_k[k] = {"n": sum(len(sets[n][0]) for n in members), "bleu": score.score}
-                    by_k[k]["length_ratio"] = score.sys_len / max(score.ref_len, 1)
-                entry["runs"].setdefault(variant, []).append(
-                    {
-                        "seed": seed,
-                        "dir": str(run),
-                        "steps": metrics.get("step"),
-                        "valid_bleu": metrics.get("best/valid_bleu"),
-                        "test_bleu": {s: report["splits"][s]["bleu"] for s in natural},
-                        "by_k": by_k,
-                        "train_seconds": train_seconds(run),
-                    }
-                )
-                for split in natural:
-                    entry["natural"].setdefault(split, {}).setdefault(variant, []).append(
-                        report["splits"][split]["buckets"]
-                    )
-            entry["by_k"][variant] = merge_k([r["by_k"] for r in entry["runs"][variant]])
-            per_seed = [
-                length_buckets(pooled_src, hyps, pooled_refs, EDGES, args.bootstrap, np.random.default_rng(0))
-                for hyps in pooled_hyps[variant]
-            ]
-            entry[POOLED][variant] = merge_seeds(per_seed)
-        entry["natural"] = {s: {v: merge_seeds(b) for v, b in m.items()} for s, m in entry["natural"].items()}
-        entry["gaps"] = {}
-        for variant in VARIANTS[1:]:
-            gaps = []
-            for bucket in entry[POOLED][variant]:
-                rows = [i for i, n in enumerate(lengths) if in_range(n, bucket["range"])]
-                gap = {"range": bucket["range"], "n": len(rows), "gap": None, "ci95": None}
-                if rows:  # per seed, the model against the baseline of the same seed; then the mean
-                    refs = [pooled_refs[i] for i in rows]
-                    pairs = list(zip(pooled_hyps[variant], pooled_hyps["none"]))
-                    points, lows, highs = [], [], []
-                    for hyps, base_hyps in pairs:
-                        pick = [hyps[i] for i in rows], [base_hyps[i] for i in rows]
-                        points.append(
-                            BLEU().corpus_score(pick[0], [refs]).score - BLEU().corpus_score(pick[1], [refs]).score
-                        )
-                        low, high = gap_interval(*pick, refs, args.bootstrap, rng(0))
-                        lows.append(low)
-                        highs.append(high)
-                    gap.update(gap=statistics.mean(points), ci95=[statistics.mean(lows), statistics.mean(highs)])
-                    gap["seeds"] = len(pairs)
-                gaps.append(gap)
-            entry["gaps"][variant] = gaps
-        result["regimes"][regime] = entry
-    return result
+                if len(record["by_k"]) != args.concat or len(record[POOLED]) != len(EDGES) + 1:
+                    raise Seq2SeqError(f"--merge: the earlier study used other k or length buckets ({regime})")
+
+
+def earlier_records(earlier: dict | None, regime: str, have: set[int]) -> dict[str, list[dict]]:
+    """The earlier study's records of ``regime`` for the seeds not on disk (every model of a seed, or none)."""
+    entry = (earlier or {}).get("regimes", {}).get(regime)
+    if not entry:
+        return {}
+    seeds = [
+        r["seed"]
+        for r in entry["runs"].get("none", [])
+        if r["seed"] not in have
+        and all(any(x["seed"] == r["seed"] for x in entry["runs"].get(v, [])) for v in VARIANTS)
+    ]
+    return {v: [{**r, "merged": True} for r in entry["runs"][v] if r["seed"] in seeds] for v in VARIANTS}
 
 
 def train_seconds(run: Path) -> float:
@@ -263,11 +348,6 @@ def train_seconds(run: Path) -> float:
 
 def rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
-
-
-def in_range(n: int, label: str) -> bool:
-    low, _, high = label.partition("-")
-    return n >= int(low.rstrip("+")) and (not high or n <= int(high))
 
 
 def merge_seeds(seeds: list[list[dict]]) -> list[dict]:
@@ -307,10 +387,20 @@ def merge_k(per_seed: list[dict]) -> list[dict]:
 
 
 def markdown(result: dict, command: str) -> str:
-    seeds = max(len(r) for e in result["regimes"].values() for r in e["runs"].values())
     lines = [f"# Length study: {result['data']}, {result['steps']:,} updates per model", ""]
     lines += [f"`{command}` on {result['machine']}; {result['wall']}.", ""]
-    lines += [f"Mean over {seeds} seed(s) where several were run; intervals are 95 % bootstrap intervals.", ""]
+    seeds = "; ".join(
+        f"{regime}: {len(e['seeds'])} ({', '.join(map(str, e['seeds']))})" for regime, e in result["regimes"].items()
+    )
+    merged = sorted(
+        {f"{r} seed {x['seed']}" for r, e in result["regimes"].items() for x in e["runs"]["none"] if x.get("merged")}
+    )
+    lines += [
+        f"Seeds per regime — {seeds}. Figures are means over a regime's seeds; intervals are 95 % bootstrap intervals."
+    ]
+    if merged:
+        lines += [f"Merged from an earlier result of the same settings (runs not on this disk): {', '.join(merged)}."]
+    lines += [""]
     natural = list(next(iter(result["regimes"].values()))["natural"])
     lines += ["## All lengths", ""]
     lines += ["| regime | model | updates | best valid BLEU | " + " | ".join(natural) + " | long inputs (all k) |"]
@@ -400,6 +490,9 @@ def main() -> int:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
     parser.add_argument("--runs", type=Path, help="an existing study directory: analyse only, train nothing")
     parser.add_argument("--out", type=Path, help="study directory (default outputs/length-study/<data>-<steps>steps)")
+    parser.add_argument(
+        "--merge", type=Path, help="an earlier length_study.json: add its seeds that are not on disk (same settings)"
+    )
     parser.add_argument("--docs", action="store_true", help="also write docs/length_study_<data>.{png,md,json}")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (after --)")
     args = parser.parse_args()
@@ -423,7 +516,8 @@ def main() -> int:
             train_all(root, args, timings)
         else:
             timings = load_timings(root)
-        result = analyse(collect(root, None if args.runs else args.seed_list), args, timings)
+        earlier = read_earlier(args.merge) if args.merge else None
+        result = analyse(collect(root, None if args.runs else args.seed_list), args, timings, earlier)
     except Seq2SeqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -431,19 +525,35 @@ def main() -> int:
     train_s = sum(r["train_seconds"] for e in result["regimes"].values() for rs in e["runs"].values() for r in rs)
     eval_s = sum(timings["evaluate"].values())
     result["machine"] = machine()
+    if earlier is not None:  # the merged seeds' evaluation time, and the machine that measured them
+        merged = [
+            f"{regime}/{variant}-seed{r['seed']}"
+            for regime, e in result["regimes"].items()
+            for variant, rs in e["runs"].items()
+            for r in rs
+            if r.get("merged")
+        ]
+        earlier_eval = earlier.get("timings", {}).get("evaluate", {})
+        eval_s += sum(t for key, t in earlier_eval.items() if any(key.endswith(m) for m in merged))
+        if merged and earlier.get("machine") not in (None, result["machine"]):
+            result["machine"] += f" (merged seeds: {earlier['machine']})"
     result["wall"] = f"{train_s / 60:.0f} minutes of training and {eval_s / 60:.0f} of evaluation"
     result["timings"] = timings
     command = f"make length-study DATA={args.data} STEPS={args.steps} SEEDS={args.seeds}"
-    if args.regimes != list(REGIMES) or args.runs is not None:
+    if args.runs is not None:
+        command = f"python scripts/length_study.py --runs {args.runs} --concat {args.concat}"
+    elif args.regimes != list(REGIMES) or args.concat != 8:
         command = f"python scripts/length_study.py --data {args.data} --steps {args.steps} --seeds {args.seeds}"
-        command += f" --regimes {','.join(args.regimes)}" + (f" --runs {args.runs}" if args.runs else "")
+        command += f" --regimes {','.join(args.regimes)} --concat {args.concat}"
+    if args.merge:
+        command += f" --merge {args.merge}"
     result["command"] = command
 
     from seq2seq.plots import close, length_study_figure
 
     panels = {f"{regime} training": entry[POOLED] for regime, entry in result["regimes"].items()}
     natural = {f"{regime} training": entry["natural"] for regime, entry in result["regimes"].items()}
-    title = f"BLEU by source length, {result['data']}, {args.steps:,} updates per model"
+    title = f"BLEU by source length, {result['data']}, {result['steps']:,} updates per model"
     fig = length_study_figure(panels, natural, title)
     fig.savefig(root / "length_study.png", dpi=110)
     close(fig)
@@ -454,6 +564,9 @@ def main() -> int:
 
     for regime, entry in result["regimes"].items():  # the long inputs, models side by side
         runs = [Path(entry["runs"][v][0]["dir"]) for v in VARIANTS]
+        if not all((run / "best.pt").exists() for run in runs):
+            print(f"no explorer_{regime}.html: its first seed's runs are not on this disk (merged)")
+            continue
         page = compare_runs(runs, root / f"explorer_{regime}.html", bootstrap=args.bootstrap, concat=args.concat)
         print(f"wrote {page}")
     if args.docs:

@@ -204,6 +204,50 @@ def test_a_tiny_study_trains_both_regimes_and_writes_every_bucket(tmp_path):
     again = study(args, root, tmp_path)  # the same command: nothing retrained, evaluations reused
     assert again.returncode == 0 and again.stdout.count("finished: ") == 6 and "evaluating" not in again.stdout
     assert (long_run / "best.pt").stat().st_mtime_ns == before
+    for entry in result["regimes"].values():  # every seed's figures are kept, not only the means
+        assert entry["seeds"] == [1234]
+        record = entry["runs"]["bahdanau"][0]
+        assert [b["bleu"] for b in record["long inputs"]] == [b["bleu"] for b in entry["long inputs"]["bahdanau"]]
+        assert [g["gap"] for g in record["gaps"]] == [g["gap"] for g in entry["gaps"]["bahdanau"]]
+
+
+@pytest.mark.slow
+def test_a_study_merges_the_seeds_of_an_earlier_result_and_refuses_one_of_other_settings(tmp_path):
+    root = tmp_path / "corpora"
+    write_corpus(root / "multi30k", {"train": 300, "val": 16, "test_2016_flickr": 12, "test_2017_flickr": 12})
+    out = tmp_path / "study"
+    args = ["--steps", "2", "--regimes", "long", "--concat", "2", "--out", str(out), "--", *STUDY_TINY]
+    args += ["train.valid_every=2", "train.max_output_ratio=1.0"]
+    first = study(args, root, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = json.loads((out / "length_study.json").read_text())
+    earlier = json.loads(json.dumps(result))  # the same figures, as if seed 1299 had been run elsewhere
+    for records in earlier["regimes"]["long"]["runs"].values():
+        for record in records:
+            record["seed"], record["valid_bleu"] = 1299, record["valid_bleu"] + 10.0
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    merged = study(["--runs", str(out), "--concat", "2", "--merge", str(tmp_path / "earlier.json")], root, tmp_path)
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    entry = json.loads((out / "length_study.json").read_text())["regimes"]["long"]
+    assert entry["seeds"] == [1234, 1299] and [r.get("merged", False) for r in entry["runs"]["luong"]] == [False, True]
+    assert [b["bleu"] for b in entry["long inputs"]["luong"]] == [
+        b["bleu"] for b in result["regimes"]["long"]["long inputs"]["luong"]
+    ]  # the mean of two equal seeds is that seed
+    assert "long: 2 (1234, 1299)" in merged.stdout and "long seed 1299" in merged.stdout
+    again = study(["--runs", str(out), "--concat", "2", "--merge", str(out / "length_study.json")], root, tmp_path)
+    assert json.loads((out / "length_study.json").read_text())["regimes"]["long"]["seeds"] == [1234, 1299]
+    assert again.returncode == 0  # seeds on disk are not counted twice
+    earlier["steps"] = 3
+    (tmp_path / "other.json").write_text(json.dumps(earlier))
+    other = study(["--runs", str(out), "--concat", "2", "--merge", str(tmp_path / "other.json")], root, tmp_path)
+    assert other.returncode == 2 and other.stderr == "error: --merge: the earlier study has steps 3, this one 2\n"
+    means_only = json.loads(json.dumps(result))
+    for records in means_only["regimes"]["long"]["runs"].values():
+        for record in records:
+            del record["long inputs"]
+    (tmp_path / "means.json").write_text(json.dumps(means_only))
+    means = study(["--runs", str(out), "--concat", "2", "--merge", str(tmp_path / "means.json")], root, tmp_path)
+    assert means.returncode == 2 and "keeps no per-seed buckets" in means.stderr
 
 
 @pytest.mark.parametrize(
