@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seq2seq.config import Config
 from seq2seq.errors import Seq2SeqError
-from seq2seq.overrides import check_overrides, register_resolvers
+from seq2seq.overrides import check_overrides, register
 from seq2seq.training import train
 
 
@@ -41,7 +41,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    register_resolvers()
+    register()
     try:
         check_overrides(sys.argv[1:])  # a typo is one line and exit 2, before Hydra's longer answer
     except Seq2SeqError as error:

@@ -4,7 +4,7 @@
 
 A random query ``(B, H)`` is compared with keys ``(B, S, H)``; the weights (a softmax over the S
 source positions, summing to 1) mix the values ``(B, S, H)`` into a context ``(B, H)``. This uses
-the project's own modules from ``seq2seq/attention.py``: the same code the trainer runs.
+the project's own modules from ``seq2seq/model/attention.py``: the same code the trainer runs.
 Position 6 of the second example is padding: every score gives it exactly zero weight.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from seq2seq.attention import build_attention  # noqa: E402
+from seq2seq.model.attention import build_attention  # noqa: E402
 from seq2seq.plots import close  # noqa: E402
 
 SCORES = {

@@ -110,9 +110,9 @@ def child(overrides: list[str], windows: int, steps: int) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from seq2seq.batching import collate, epoch_batches, round_up
-    from seq2seq.config import compose
-    from seq2seq.training import Trainer
+    from seq2seq.data.batching import collate, epoch_batches, round_up
+    from seq2seq.overrides import compose
+    from seq2seq.training.trainer import Trainer
 
     config = compose(overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,7 +211,7 @@ def cpu_extensions() -> list[str]:
 
 
 def decode_figures(ckpt: Path, device: str, precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict:
-    from seq2seq.data import load_split
+    from seq2seq.data.corpora import load_split
     from seq2seq.search import decode_corpus
     from seq2seq.translate import Translator
 
@@ -273,9 +273,8 @@ def main() -> int:
         parser.error(f"--ckpt {args.ckpt} does not exist")
     import torch
 
-    from seq2seq.devices import pick_device
     from seq2seq.errors import Seq2SeqError
-    from seq2seq.precision import bf16_lstm_runs, describe_device
+    from seq2seq.hardware import bf16_lstm_runs, describe_device, pick_device
 
     try:
         device = pick_device(args.device)

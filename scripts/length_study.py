@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seq2seq.config import compose
 from seq2seq.errors import Seq2SeqError
+from seq2seq.overrides import compose
 
 REPO = Path(__file__).resolve().parent.parent
 VARIANTS = ("none", "luong", "bahdanau")
@@ -78,9 +78,9 @@ def check_inputs(args) -> None:
     """Everything that can be wrong with the request, before anything trains: configs, test splits, joins."""
     import datasets
 
-    from seq2seq.data import filter_pairs, load_split
+    from seq2seq.data.corpora import filter_pairs, load_split
+    from seq2seq.data.longinputs import long_examples
     from seq2seq.evaluate import load_test_splits
-    from seq2seq.longinputs import long_examples
 
     datasets.disable_progress_bars()  # an error below stays one line
 
@@ -151,8 +151,8 @@ def collect(root: Path, seeds: list[int] | None = None) -> dict[str, dict[str, l
 
 def evaluated(run: Path, args, timings: dict) -> dict:
     """The run's greedy report with long inputs, reused when it is of this checkpoint and these settings."""
-    from seq2seq.checkpoint import load_checkpoint
     from seq2seq.evaluate import evaluate_run
+    from seq2seq.training.checkpoint import load_checkpoint
 
     path = run / "eval" / "greedy" / "report.json"
     step = int(load_checkpoint(run / "best.pt").get("progress", {}).get("step", 0))
@@ -175,9 +175,9 @@ def evaluated(run: Path, args, timings: dict) -> dict:
 
 def analyse(runs: dict, args, timings: dict, earlier: dict | None = None) -> dict:
     """Every seed's figures (``runs`` on disk, plus the seeds of ``earlier`` they lack), then their means."""
-    from seq2seq.checkpoint import load_checkpoint
     from seq2seq.config import Config
     from seq2seq.evaluate import load_test_splits, with_concatenations
+    from seq2seq.training.checkpoint import load_checkpoint
 
     first_run = next(iter(next(iter(runs.values())).values()))[0][1]
     config = Config.from_dict(load_checkpoint(first_run / "best.pt")["config"])
@@ -341,7 +341,7 @@ def earlier_records(earlier: dict | None, regime: str, have: set[int]) -> dict[s
 
 def train_seconds(run: Path) -> float:
     """Wall time the run spent in its training processes (across resumes), from its last checkpoint."""
-    from seq2seq.checkpoint import load_checkpoint
+    from seq2seq.training.checkpoint import load_checkpoint
 
     return float(load_checkpoint(run / "last.pt").get("progress", {}).get("train_seconds", 0.0))
 
@@ -470,7 +470,7 @@ def _cell(b: dict) -> str:
 def machine() -> str:
     import torch
 
-    from seq2seq.precision import describe_device, native_bf16
+    from seq2seq.hardware import describe_device, native_bf16
 
     cpu = torch.device("cpu")
     precision = "bf16 autocast" if native_bf16(cpu) else "float32"

@@ -117,10 +117,10 @@ def prepare() -> Path:
     """
     from bench import PEER
 
-    from seq2seq.config import compose
-    from seq2seq.corpus import prepare_data
-    from seq2seq.data import load_split
-    from seq2seq.vocab import Vocab
+    from seq2seq.data.corpora import load_split
+    from seq2seq.data.prepare import prepare_data
+    from seq2seq.data.vocab import Vocab
+    from seq2seq.overrides import compose
 
     config = compose(PEER)
     vocab_state, train, valid = prepare_data(config)
@@ -198,7 +198,7 @@ def main() -> None:
     import torch
     from bench import matmul_gflops
 
-    from seq2seq.precision import bf16_lstm_runs, describe_device
+    from seq2seq.hardware import bf16_lstm_runs, describe_device
 
     cpu = torch.device("cpu")
     bf16 = bf16_lstm_runs(cpu)  # elsewhere the bf16 product is emulated and takes minutes

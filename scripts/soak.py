@@ -25,7 +25,7 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
-from seq2seq.checkpoint import load_checkpoint  # noqa: E402
+from seq2seq.training.checkpoint import load_checkpoint  # noqa: E402
 
 SMALL = [
     "model.embedding_size=64",

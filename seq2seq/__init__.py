@@ -12,12 +12,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Config", "Translator", "compose", "evaluate_run", "train"]
+__all__ = ["Config", "Translator", "evaluate_run", "train"]
 
 _WHERE = {
     "Config": "seq2seq.config",
-    "compose": "seq2seq.config",
-    "Translator": "seq2seq.translate",
+    "Translator": "seq2seq.translator",
     "evaluate_run": "seq2seq.evaluate",
     "train": "seq2seq.training",
 }

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from seq2seq.batching import collate
+from seq2seq.data.batching import collate
+from seq2seq.data.vocab import Vocab
 from seq2seq.errors import DataError
 from seq2seq.model import Seq2Seq
-from seq2seq.vocab import Vocab
 
 Link = tuple[int, int]  # (source word, target word), 1-based
 

@@ -1,8 +1,11 @@
 """The configuration schema: plain dataclasses, checked once at start-up.
 
-Hydra composes ``configs/`` into a nested dict; :func:`Config.from_dict` turns that dict into
-these dataclasses and rejects unknown keys, wrong types and out-of-range values with the key's
-dotted name in the message. Nothing below the entry points imports Hydra.
+The defaults of every option are the dataclass fields below, written once: the command line's
+Hydra registers ``model`` and ``train`` from them (:mod:`seq2seq.overrides`), next to the presets
+in ``configs/`` (corpora, attention wirings). Hydra composes those into a nested dict, and
+:func:`Config.from_dict` turns that dict into these dataclasses and rejects unknown keys, wrong
+types and out-of-range values with the key's dotted name in the message. Nothing in the library
+imports Hydra; the entry points (``train.py``, the scripts) and the tests compose.
 """
 
 from __future__ import annotations
@@ -12,9 +15,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from seq2seq.errors import ConfigError
@@ -56,7 +57,7 @@ class FilterConfig:
 
 @dataclass
 class LongExamplesConfig:
-    """Training-time concatenation (:func:`seq2seq.longinputs.long_examples`); the training split only."""
+    """Training-time concatenation (:func:`seq2seq.data.longinputs.long_examples`); the training split only."""
 
     fraction: float = 0.0  # share of training pairs joined with 1 ... max_k - 1 random others (0: off)
     max_k: int = 8  # the most sentences one example joins
@@ -214,20 +215,6 @@ class TrainConfig:
         _require(self.nonfinite in ("stop", "skip"), "train.nonfinite", self.nonfinite, "stop or skip")
         _require(self.max_skips >= 1, "train.max_skips", self.max_skips, "at least 1")
         _require(self.resume_data in ("same", "changed"), "train.resume_data", self.resume_data, "same or changed")
-
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the repository's Hydra configs
-
-
-def compose(overrides: Sequence[str] = ()) -> Config:
-    """The config ``python train.py OVERRIDES...`` trains with, composed by Hydra and validated."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    return Config.from_dict(OmegaConf.to_container(cfg, resolve=True))
 
 
 @dataclass

@@ -24,3 +24,7 @@ class CheckpointError(Seq2SeqError):
 
 class RunDirError(Seq2SeqError):
     """A run directory that would be overwritten, or cannot be resumed."""
+
+
+class TrainingError(Seq2SeqError):
+    """Training cannot go on (e.g. the loss became NaN); the message names the last good checkpoint."""

@@ -12,7 +12,7 @@ For every split in the run's ``data.test`` it decodes the sources (greedy, or be
 - ``explorer.html``: every sentence with its output, chrF and attention in one page
   (:mod:`seq2seq.explorer`); ``--compare RUN_A RUN_B ...`` writes one page with several runs;
 - with ``--concat K``, each split's inputs of k = 2 ... K consecutive sentences as ``<split>+k<k>``
-  (:mod:`seq2seq.longinputs`), bucketed up to 81+ words;
+  (:mod:`seq2seq.data.longinputs`), bucketed up to 81+ words;
 - ``alignment`` in the report: AER of the attention against gold word alignments, when the corpus
   root holds ``alignments-<src>-<tgt>/`` (see :mod:`seq2seq.alignment`).
 
@@ -39,17 +39,17 @@ import numpy as np
 from sacrebleu.metrics import BLEU
 
 from seq2seq.alignment import alignment_error_rate, diagonal_error_rate, read_gold
-from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import DataConfig
-from seq2seq.data import corpus_root, load_split
+from seq2seq.data.corpora import corpus_root, load_split
+from seq2seq.data.longinputs import MAX_K, join_consecutive
 from seq2seq.errors import DataError, RunDirError, Seq2SeqError
 from seq2seq.explorer import ModelView, Record, merge_models, page_data, read_page_data, write_page
-from seq2seq.longinputs import MAX_K, join_consecutive
+from seq2seq.hardware import PRECISIONS
 from seq2seq.metrics import corpus_scores
 from seq2seq.plots import attention_figure, length_figure
-from seq2seq.precision import PRECISIONS
 from seq2seq.tracking import Tracker
-from seq2seq.translate import Translator, explorer_record
+from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.translator import Translator, explorer_record
 
 log = logging.getLogger("seq2seq")
 
@@ -283,7 +283,7 @@ def evaluate_run(
     ``data_root`` overrides the corpus root stored in the checkpoint's config (else ``data.root``
     or ``$SEQ2SEQ_DATA_DIR``, as in training). ``precision`` and ``device`` are decoding's.
     ``concat`` > 1 also scores every split's inputs of k = 2 ... ``concat`` consecutive sentences
-    (split names ``<split>+k<k>``; see :func:`seq2seq.longinputs.join_consecutive`).
+    (split names ``<split>+k<k>``; see :func:`seq2seq.data.longinputs.join_consecutive`).
     """
     if not 1 <= concat <= MAX_K:
         raise Seq2SeqError(f"--concat {concat} is out of range: expected 1 (off) to {MAX_K} sentences per input")

@@ -1,25 +1,36 @@
-"""Command-line overrides, checked before Hydra sees them, and bounded sweep folder names.
+"""The command line's side of the config: Hydra composition, overrides checked before Hydra sees them,
+bounded sweep folder names.
+
+:func:`register` puts the ``model`` and ``train`` defaults, the fields of
+:class:`~seq2seq.config.ModelConfig` and :class:`~seq2seq.config.TrainConfig`, into Hydra's
+config store (so they are written once, in :mod:`seq2seq.config`), and the ``short_dirname``
+resolver. :func:`compose` is the config ``python train.py OVERRIDES...`` trains with.
 
 Hydra answers a mistyped key (``model.hiden_size=512``) with a six-line composition error, exit
 status 1 and a hint to add ``+``, which leads to another error. :func:`check_overrides` composes
 the config once itself and answers with the project's one line instead: the unknown key, the
-nearest known key and the keys of its section. Only the entry points (``train.py``) import this.
+nearest known key and the keys of its section. Only the entry points (``train.py``, the
+scripts) and the tests import this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from seq2seq.config import CONFIG_DIR
+from seq2seq.config import Config, ModelConfig, TrainConfig
 from seq2seq.errors import ConfigError
 
 # Hydra's own flags that take a value or change what runs; with one of them the check stands aside
@@ -27,6 +38,30 @@ HYDRA_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--conf
 HYDRA_FLAGS += ("-cd", "--info", "-i", "--hydra-help", "--help", "-h", "--shell-completion", "-sc")
 HYDRA_FLAGS += ("--experimental-rerun",)
 MAX_DIRNAME = 100  # characters of a sweep job's folder name (file systems allow 255 bytes)
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the repository's Hydra presets
+STORED = {"model": ModelConfig, "train": TrainConfig}  # groups whose only option, default, is the dataclass
+
+
+def register() -> None:
+    """The ``model/default`` and ``train/default`` options from the dataclasses, and ``${short_dirname:...}``."""
+    store = ConfigStore.instance()
+    for group, schema in STORED.items():
+        store.store(group=group, name="default", node=dataclasses.asdict(schema()))
+    OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
+
+
+def compose(overrides: Sequence[str] = ()) -> Config:
+    """The config ``python train.py OVERRIDES...`` trains with, composed by Hydra and validated."""
+    return Config.from_dict(OmegaConf.to_container(_compose(list(overrides)), resolve=True))
+
+
+def group_options(group: str) -> list[str] | None:
+    """The options of a config group (``attention`` -> bahdanau, luong, none), or None if ``group`` is none."""
+    if group in STORED:
+        return ["default", *sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))]
+    if (CONFIG_DIR / group).is_dir():
+        return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    return None
 
 
 def check_overrides(args: Sequence[str]) -> None:
@@ -48,8 +83,8 @@ def check_overrides(args: Sequence[str]) -> None:
             raise ConfigError(f"{override.input_line} lists several values; add -m to run one job for each")
         value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else override.value()
         text = f"{'+' if override.is_add() else ''}{key}={value}"
-        if "." not in key and (CONFIG_DIR / key).is_dir():
-            options = sorted(p.stem for p in (CONFIG_DIR / key).glob("*.yaml"))
+        options = group_options(key) if "." not in key else None
+        if options is not None:
             if str(value) not in options:
                 raise ConfigError(f"{key}={value} is not an option of {key}/; choose {', '.join(options)}")
             groups.append(text)
@@ -69,8 +104,9 @@ _ABSENT = object()
 
 
 def _compose(overrides: list[str]) -> DictConfig:
+    register()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+        return hydra_compose(config_name="config", overrides=overrides)
 
 
 def unknown_key_message(cfg: DictConfig, key: str) -> str:
@@ -108,8 +144,3 @@ def short_dirname(override_dirname: str) -> str:
     if len(name) <= MAX_DIRNAME:
         return name
     return f"{name[: MAX_DIRNAME - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
-def register_resolvers() -> None:
-    """``${short_dirname:...}`` for ``hydra.sweep.subdir`` in ``configs/config.yaml``."""
-    OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)

@@ -23,9 +23,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from seq2seq.batching import source_tensor
-from seq2seq.model import BOS, EOS, Memory, Seq2Seq, State
-from seq2seq.precision import autocast
+from seq2seq.data.batching import source_tensor
+from seq2seq.data.vocab import BOS, EOS
+from seq2seq.hardware import autocast
+from seq2seq.model import Seq2Seq
+from seq2seq.model.decoder import State
+from seq2seq.model.encoder import Memory
 
 
 @dataclass

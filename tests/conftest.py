@@ -99,7 +99,7 @@ def corpus_root(tmp_path_factory) -> Path:
 
 def compose(overrides: list[str] = ()):
     """The composed Hydra config as a validated :class:`Config`, as ``train.py`` builds it."""
-    from seq2seq.config import compose as compose_config
+    from seq2seq.overrides import compose as compose_config
 
     return compose_config(overrides)
 

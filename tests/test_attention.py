@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seq2seq.attention import ConcatScore, DotScore, GeneralScore, ScaledDotScore, build_attention
+from seq2seq.model.attention import ConcatScore, DotScore, GeneralScore, ScaledDotScore, build_attention
 
 B, S, H = 3, 5, 8
 

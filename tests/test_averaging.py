@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from conftest import TINY, compose, events
-from seq2seq.averaging import WeightAverage
-from seq2seq.checkpoint import load_checkpoint
 from seq2seq.training import Trainer, train
+from seq2seq.training.averaging import WeightAverage
+from seq2seq.training.checkpoint import load_checkpoint
 
 
 def tied_model():

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from conftest import write_corpus
 from seq2seq.config import DataConfig, VocabConfig
-from seq2seq.data import load_split
-from seq2seq.devices import pick_device
+from seq2seq.data.corpora import load_split
+from seq2seq.data.vocab import build_vocab
 from seq2seq.errors import ConfigError, DataError
 from seq2seq.evaluate import main as evaluate_main
+from seq2seq.hardware import pick_device
 from seq2seq.translate import main
-from seq2seq.vocab import build_vocab
 
 # -- the corpus -------------------------------------------------------------------------------
 
@@ -134,7 +134,7 @@ def test_a_device_the_machine_lacks_is_one_line(trained_run, capsys, monkeypatch
 
 
 def test_bf16_where_it_cannot_run_is_one_line_for_translate_and_evaluate(trained_run, capsys, monkeypatch):
-    monkeypatch.setattr("seq2seq.precision.bf16_lstm_runs", lambda device: False)
+    monkeypatch.setattr("seq2seq.hardware.bf16_lstm_runs", lambda device: False)
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Hallo\n")))
     before = sorted(trained_run.rglob("*"))
     for command in (main, evaluate_main):
@@ -148,10 +148,10 @@ def test_bf16_where_it_cannot_run_is_one_line_for_translate_and_evaluate(trained
 
 def test_mps_is_picked_by_auto_where_available_and_refused_where_not(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr("seq2seq.devices.mps_available", lambda: True)
+    monkeypatch.setattr("seq2seq.hardware.mps_available", lambda: True)
     assert pick_device("auto") == torch.device("mps") and pick_device("mps") == torch.device("mps")
     assert pick_device("cpu") == torch.device("cpu")
-    monkeypatch.setattr("seq2seq.devices.mps_available", lambda: False)
+    monkeypatch.setattr("seq2seq.hardware.mps_available", lambda: False)
     assert pick_device("auto") == torch.device("cpu")
     with pytest.raises(ConfigError, match=r"^train\.device=mps but this machine or torch build has no Apple MPS"):
         pick_device("mps", "train.device")

@@ -3,10 +3,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seq2seq.batching import collate, epoch_batches, round_up, token_batches
 from seq2seq.config import AttentionConfig, ModelConfig
-from seq2seq.loss import Objective
-from seq2seq.model import BOS, EOS, PAD, build_model
+from seq2seq.data.batching import collate, epoch_batches, round_up, token_batches
+from seq2seq.data.vocab import BOS, EOS, PAD
+from seq2seq.model import build_model
+from seq2seq.training.loss import Objective
 
 
 @settings(max_examples=50, deadline=None)

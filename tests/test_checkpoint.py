@@ -3,9 +3,9 @@ import pickle
 import pytest
 import torch
 
-from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.errors import CheckpointError
-from seq2seq.translate import Translator
+from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq.translator import Translator
 
 
 def test_checkpoint_loads_with_weights_only(trained_run):

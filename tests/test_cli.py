@@ -37,7 +37,7 @@ AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 def test_bf16_on_an_avx2_cpu_exits_2_with_one_line_and_writes_nothing(corpus_root, tmp_path):
     """The issue's check: ``train.precision=bf16`` where bf16 LSTMs cannot run (where they can, it trains)."""
     env = {**ENV, **AVX2_ONLY, "SEQ2SEQ_DATA_DIR": str(corpus_root)}
-    probe = "import torch; from seq2seq.precision import bf16_lstm_runs; print(bf16_lstm_runs(torch.device('cpu')))"
+    probe = "import torch; from seq2seq.hardware import bf16_lstm_runs; print(bf16_lstm_runs(torch.device('cpu')))"
     runs = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, env=env)
     assert runs.stdout.strip() in ("True", "False"), runs.stderr
     out = tmp_path / "run"
@@ -96,7 +96,7 @@ def test_sigterm_saves_and_resume_finishes(corpus_root, tmp_path):
     import signal
     import time
 
-    from seq2seq.checkpoint import load_checkpoint
+    from seq2seq.training.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     env = {**ENV, "SEQ2SEQ_DATA_DIR": str(corpus_root)}

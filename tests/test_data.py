@@ -8,10 +8,10 @@ import pytest
 
 from conftest import CORPORA, TINY, compose, write_corpus
 from seq2seq.config import DataConfig, FilterConfig
-from seq2seq.corpus import prepare_data
-from seq2seq.data import filter_pairs, load_split
+from seq2seq.data.corpora import filter_pairs, load_split
+from seq2seq.data.prepare import prepare_data
+from seq2seq.data.vocab import Vocab
 from seq2seq.errors import DataError
-from seq2seq.vocab import Vocab
 
 
 def test_local_split_has_aligned_src_and_tgt(corpus_root):
@@ -109,7 +109,7 @@ def test_prepare_data_raises_the_childs_data_error(tmp_path):
 def test_the_training_process_never_imports_datasets(corpus_root, tmp_path):
     """`datasets` (pyarrow, pandas: ~0.1 GB resident) stays in the child that prepares the corpus."""
     script = (
-        "import sys; from seq2seq.config import compose; from seq2seq.training import Trainer; "
+        "import sys; from seq2seq.overrides import compose; from seq2seq.training import Trainer; "
         f"t = Trainer(compose({[*TINY, f'data.root={corpus_root}']!r}), __import__('pathlib').Path({str(tmp_path)!r})); "
         "t.tracker.close(); print(len(t.train_data.src_ids), 'datasets' in sys.modules)"
     )

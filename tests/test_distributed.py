@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, compose
-from seq2seq.checkpoint import load_checkpoint
 from seq2seq.training import train
+from seq2seq.training.checkpoint import load_checkpoint
 
 # dropout 0: the two setups then compute the same function and differ only in summation order
 BASE = [*TINY, "attention=bahdanau", "model.dropout=0", "train.valid_every=5", "train.checkpoint_every=5"]

@@ -98,7 +98,7 @@ def test_alignment_error_rate_on_a_hand_made_sentence():
 
 
 def test_word_encoding_matches_the_sentence_segmentation(trained_run):
-    from seq2seq.translate import Translator
+    from seq2seq.translator import Translator
 
     vocab = Translator.from_checkpoint(trained_run / "best.pt").vocab
     words = "Wir glauben nicht , daß wir nur Rosinen herauspicken sollten .".split()
@@ -196,7 +196,7 @@ def test_beam_run_leaves_greedy_alone(run_copy, greedy_report):
 
 
 def test_alignment_entry_when_gold_alignments_exist(run_copy, trained_run, tmp_path):
-    from seq2seq.checkpoint import load_checkpoint
+    from seq2seq.training.checkpoint import load_checkpoint
 
     root = tmp_path / "corpora"
     (root / "alignments-de-en").mkdir(parents=True)

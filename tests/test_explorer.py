@@ -13,8 +13,8 @@ from seq2seq.evaluate import evaluate_run
 from seq2seq.evaluate import main as evaluate_main
 from seq2seq.explorer import read_page_data, row_statistics, sparse_rows
 from seq2seq.metrics import attention_statistics
-from seq2seq.translate import Translator
 from seq2seq.translate import main as translate_main
+from seq2seq.translator import Translator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

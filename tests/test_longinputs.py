@@ -8,11 +8,11 @@ import sys
 import pytest
 
 from conftest import REPO, TINY, compose, write_corpus
-from seq2seq.corpus import prepare_data
+from seq2seq.data.longinputs import join_consecutive, long_examples
+from seq2seq.data.prepare import prepare_data
 from seq2seq.errors import ConfigError, DataError
 from seq2seq.evaluate import LONG_BUCKETS, evaluate_run, with_concatenations
 from seq2seq.evaluate import main as evaluate_main
-from seq2seq.longinputs import join_consecutive, long_examples
 
 # -- k consecutive test sentences ------------------------------------------------------------
 

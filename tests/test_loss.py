@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seq2seq.loss import generator_loss
-from seq2seq.model import PAD
+from seq2seq.data.vocab import PAD
+from seq2seq.training.loss import generator_loss
 
 
 def reference_loss(logits, target, smoothing):

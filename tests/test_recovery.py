@@ -1,7 +1,7 @@
 """Crashes: a run killed (SIGKILL) at the worst moments resumes to exactly the run never killed.
 
 ``SEQ2SEQ_CRASH_AT=<point>:<n>`` makes the trainer kill itself the n-th time it reaches a point
-(:mod:`seq2seq.faults`); ``scripts/soak.py`` does the same at random moments for longer runs.
+(:mod:`seq2seq.training.faults`); ``scripts/soak.py`` does the same at random moments for longer runs.
 """
 
 import os
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, compose, events
-from seq2seq.checkpoint import load_checkpoint
 from seq2seq.training import TrainingError, train
+from seq2seq.training.checkpoint import load_checkpoint
 
 BASE = [*TINY, "attention=bahdanau", "model.dropout=0.2", "train.max_steps=30"]
 
@@ -78,7 +78,7 @@ def test_killed_run_resumes_to_the_same_weights_and_curve(
 
 def nan_at(calls, monkeypatch):
     """Make the training loss NaN on the given training steps (validation's loss is another function)."""
-    import seq2seq.loss as losses
+    import seq2seq.training.loss as losses
 
     real, seen = losses.generator_loss, {"n": 0}
 

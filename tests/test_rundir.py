@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, compose, events, write_corpus
-from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.errors import CheckpointError, DataError, RunDirError
-from seq2seq.rundir import RunDirLock
 from seq2seq.training import train
+from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq.training.rundir import RunDirLock
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 SCALARS = {"train/loss", "train/ppl", "train/lr", "train/grad_norm", "train/tokens_per_s"}
@@ -29,7 +29,7 @@ def test_a_second_owner_is_refused_with_the_holders_pid(tmp_path):
             [
                 sys.executable,
                 "-c",
-                f"from seq2seq.rundir import RunDirLock; RunDirLock({str(tmp_path / 'run')!r}).__enter__()",
+                f"from seq2seq.training.rundir import RunDirLock; RunDirLock({str(tmp_path / 'run')!r}).__enter__()",
             ],
             capture_output=True,
             text=True,

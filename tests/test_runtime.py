@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from seq2seq.runtime import CACHE_CAPACITIES, bound_kernel_caches
+from seq2seq.hardware import CACHE_CAPACITIES, bound_kernel_caches
 
 
 def test_kernel_caches_are_bounded_by_default():
@@ -22,7 +22,7 @@ def test_translator_bounds_the_caches_before_decoding(trained_run):
     """The translator (CLI, make eval) sets the capacities in its own process, where none were set."""
     code = (
         "import json, os\n"
-        "from seq2seq.translate import Translator\n"
+        "from seq2seq.translator import Translator\n"
         f"Translator.from_checkpoint({str(trained_run / 'best.pt')!r}).translate(['ein Hund .'])\n"
         "print(json.dumps({k: os.environ.get(k) for k in ('ONEDNN_PRIMITIVE_CACHE_CAPACITY', 'LRU_CACHE_CAPACITY')}))\n"
     )

@@ -7,7 +7,8 @@ import torch
 
 from conftest import DEVICES
 from seq2seq.config import AttentionConfig, ModelConfig
-from seq2seq.model import EOS, PAD, build_model
+from seq2seq.data.vocab import EOS, PAD
+from seq2seq.model import build_model
 from seq2seq.search import (
     beam_search,
     decode_corpus,
@@ -196,8 +197,8 @@ def test_beam_arguments_are_checked():
 
 def test_beam_finds_more_probable_outputs_than_greedy_on_a_trained_model(trained_run, corpus_root, one_thread):
     from seq2seq.config import DataConfig
-    from seq2seq.data import load_split
-    from seq2seq.translate import Translator
+    from seq2seq.data.corpora import load_split
+    from seq2seq.translator import Translator
 
     translator = Translator.from_checkpoint(trained_run / "best.pt")
     sources = list(load_split(DataConfig(root=str(corpus_root)), "test_2016_flickr")["src"])
@@ -215,12 +216,12 @@ def mean_logprob(hyps) -> float:
 
 def test_bf16_decoding_scores_what_fp32_scores(trained_run, corpus_root, one_thread):
     """Decoding under bf16 autocast: float32 rescoring of its outputs gives nearly its own scores."""
-    from seq2seq.batching import source_tensor
     from seq2seq.config import DataConfig
-    from seq2seq.data import load_split
+    from seq2seq.data.batching import source_tensor
+    from seq2seq.data.corpora import load_split
     from seq2seq.errors import ConfigError
-    from seq2seq.precision import bf16_lstm_runs
-    from seq2seq.translate import Translator
+    from seq2seq.hardware import bf16_lstm_runs
+    from seq2seq.translator import Translator
 
     if not bf16_lstm_runs(torch.device("cpu")):  # this CPU cannot: the same request is refused
         with pytest.raises(ConfigError, match=r"--precision=bf16 but .* use --precision=fp32"):

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from conftest import ATTENTIONS, TINY, compose, events
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.data.vocab import EOS
 from seq2seq.errors import ConfigError, RunDirError
-from seq2seq.model import EOS
-from seq2seq.precision import bf16_lstm_runs, native_bf16, resolve_precision
-from seq2seq.training import Trainer, budget_lr, train
+from seq2seq.hardware import bf16_lstm_runs, native_bf16, resolve_precision
+from seq2seq.training import Trainer, train
+from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.schedule import budget_lr
 
 SCALARS = {
     "train/loss",
@@ -148,7 +149,7 @@ def test_auto_precision_is_bf16_only_on_a_cpu_that_has_it():
 
 def test_bf16_where_the_device_cannot_run_it_is_refused_before_anything_is_written(corpus_root, tmp_path, monkeypatch):
     """The refusal path on every machine: the device's answer to the probe is replaced by "no"."""
-    monkeypatch.setattr("seq2seq.precision.bf16_lstm_runs", lambda device: False)
+    monkeypatch.setattr("seq2seq.hardware.bf16_lstm_runs", lambda device: False)
     config = compose([*TINY, f"data.root={corpus_root}", "train.max_steps=5", "train.precision=bf16"])
     with pytest.raises(ConfigError, match=r"train\.precision=bf16 but this CPU .* use train\.precision=fp32"):
         train(config, tmp_path / "run")
@@ -182,7 +183,7 @@ def test_a_signal_during_validation_stops_there_without_another_step(corpus_root
     original = Trainer.validate
 
     def interrupted(self):
-        self._signal = signal.SIGTERM  # as if SIGTERM arrived while validation decoded
+        self.signals.received = signal.SIGTERM  # as if SIGTERM arrived while validation decoded
         return original(self)
 
     monkeypatch.setattr(Trainer, "validate", interrupted)

@@ -9,10 +9,11 @@ import sys
 import pytest
 
 from conftest import REPO
-from seq2seq.checkpoint import load_checkpoint, save_checkpoint
 from seq2seq.config import Config
 from seq2seq.model import build_model
-from seq2seq.translate import Translator, main
+from seq2seq.training.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq.translate import main
+from seq2seq.translator import Translator
 
 THREE = "Ein Mann fährt Fahrrad.\n\nZwei Hunde spielen im Schnee.\n"
 

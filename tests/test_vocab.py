@@ -1,8 +1,8 @@
 import os
 
 from seq2seq.config import DataConfig, VocabConfig
-from seq2seq.data import load_split
-from seq2seq.vocab import N_SPECIALS, Vocab, build_vocab, cache_dir
+from seq2seq.data.corpora import load_split
+from seq2seq.data.vocab import N_SPECIALS, Vocab, build_vocab, cache_dir
 
 
 def train_texts(corpus_root):

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from seq2seq.errors import CheckpointError
-from seq2seq.faults import crash_point
+from seq2seq.training.faults import crash_point
 
 FORMAT_VERSION = 1
 REQUIRED = ("format_version", "config", "vocab", "model")

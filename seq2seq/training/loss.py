@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq.model import PAD, Seq2Seq, matmul_ready
+from seq2seq.data.vocab import PAD
+from seq2seq.model import Seq2Seq
+from seq2seq.model.lstm import matmul_ready
 
 CHUNK = 128  # target positions per chunk of generator_loss: (128, V) float32 is ~2 MB at V = 4k
 

@@ -28,8 +28,8 @@ from seq2seq.errors import DataError
 
 log = logging.getLogger(__name__)
 
-N_SPECIALS = 4  # pad, unk, bos, eos share ids 0-3 in SentencePiece and in every SideVocab
-UNK = 1
+PAD, UNK, BOS, EOS = 0, 1, 2, 3  # the special ids, the same in SentencePiece and in every SideVocab
+N_SPECIALS = 4
 
 
 def cache_dir() -> Path:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from seq2seq.model import BOS, EOS, PAD
+from seq2seq.data.vocab import BOS, EOS, PAD
 
 
 @dataclass

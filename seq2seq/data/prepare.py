@@ -1,9 +1,9 @@
 """A run's training and validation data, prepared in a short-lived child process.
 
 Loading through ``datasets`` imports pyarrow, pandas and the hub client: ``import datasets``
-alone keeps about 0.1 GB resident (99 MB here), and a training process would carry it for its
+alone keeps about 0.1 GB resident, and a training process would carry it for its
 whole life. :func:`prepare_data` therefore loads, filters and encodes the corpus (training or
-loading SentencePiece on the way) in a child Python process (``python -m seq2seq.corpus``, so no
+loading SentencePiece on the way) in a child Python process (``python -m seq2seq.data.prepare``, so no
 script is re-imported, as multiprocessing's spawn would) and takes back only what training needs:
 the vocabulary, each sentence's ids as a compact ``array`` (4 bytes a token instead of a Python
 int object) and the validation texts. A :class:`~seq2seq.errors.DataError` in the child (a
@@ -47,14 +47,14 @@ def prepare_data(config: Config, vocab_state: dict | None = None) -> tuple[dict,
     """``(vocabulary state, training split, validation split)`` for ``config``, from a child process.
 
     ``vocab_state`` (a resumed run's) skips SentencePiece training; the returned state goes to
-    :meth:`seq2seq.vocab.Vocab.from_state_dict`.
+    :meth:`seq2seq.data.vocab.Vocab.from_state_dict`.
     """
     package_root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory(prefix="seq2seq-corpus-") as tmp:
         request, reply = Path(tmp, "request.pkl"), Path(tmp, "reply.pkl")
         request.write_bytes(pickle.dumps((config.to_dict(), vocab_state)))
-        done = subprocess.run([sys.executable, "-m", "seq2seq.corpus", str(request), str(reply)], env=env)
+        done = subprocess.run([sys.executable, "-m", "seq2seq.data.prepare", str(request), str(reply)], env=env)
         if done.returncode == WRITE_FAILED:
             raise DataError(
                 f"the process preparing the corpus could not write its result into {tmp} (disk full, quota or "
@@ -84,9 +84,9 @@ def _prepare(config_dict: dict[str, Any], vocab_state: dict | None):
     """The child's work (imports ``datasets`` here, never in the training process)."""
     import datasets
 
-    from seq2seq.data import filter_pairs, load_split
-    from seq2seq.longinputs import long_examples
-    from seq2seq.vocab import Vocab, build_vocab
+    from seq2seq.data.corpora import filter_pairs, load_split
+    from seq2seq.data.longinputs import long_examples
+    from seq2seq.data.vocab import Vocab, build_vocab
 
     collect = _Collect()
     logger = logging.getLogger("seq2seq")
@@ -162,6 +162,8 @@ def _main(request: Path, reply: Path) -> int:
 
 
 if __name__ == "__main__":
-    from seq2seq.corpus import _main as main  # the module under its own name, so Split pickles as seq2seq.corpus.Split
+    from seq2seq.data.prepare import (
+        _main as main,
+    )  # the module under its own name, so Split pickles as seq2seq.data.prepare.Split
 
     sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -1,0 +1,429 @@
+"""The :class:`Trainer`: one process's training loop, read top to bottom.
+
+:meth:`Trainer.run` trains epoch after epoch until a stop rule fires (``max_steps``,
+``max_time``, ``max_epochs``, early stopping, a signal); each step is :meth:`Trainer.train_step`
+on this rank's share of a token-budgeted batch, then logging, validation and checkpoints when
+they are due. The run directory around it is :func:`seq2seq.training.run.train`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from seq2seq.config import Config, parse_duration
+from seq2seq.data.batching import collate, epoch_batches
+from seq2seq.data.prepare import prepare_data
+from seq2seq.data.vocab import Vocab
+from seq2seq.errors import TrainingError
+from seq2seq.hardware import autocast, bound_kernel_caches, pick_device, resolve_precision
+from seq2seq.model import Seq2Seq, build_model
+from seq2seq.tracking import Tracker
+from seq2seq.training.averaging import WeightAverage
+from seq2seq.training.distributed import Distributed
+from seq2seq.training.faults import crash_point
+from seq2seq.training.loss import Objective
+from seq2seq.training.progress import Progress, Window, progress_line
+from seq2seq.training.schedule import LearningRate
+from seq2seq.training.signals import StopSignals
+from seq2seq.training.state import Checkpointer, check_same_data, rng_state
+from seq2seq.training.validation import log_examples, validate
+
+__all__ = ["Trainer", "TrainingError"]
+
+log = logging.getLogger("seq2seq")
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: Config,
+        out_dir: Path,
+        resume: dict[str, Any] | None = None,
+        dist: Distributed | None = None,
+    ):
+        bound_kernel_caches()  # before this process's first oneDNN kernel
+        self.config, self.out_dir = config, out_dir
+        self.dist = dist or Distributed()
+        self._setup_process()
+        self._load_data(resume)
+        self._build()
+        self.progress, self.metrics = Progress(), {}
+        self.checkpoints = Checkpointer(
+            config,
+            out_dir,
+            self.dist,
+            (self.model, self.optimizer, self.lr, self.average),
+            self.vocab,
+            self.data_fingerprint,
+        )
+        if resume:
+            self.progress, self.metrics = self.checkpoints.restore(resume)
+            if self.dist.is_main:
+                self.checkpoints.repair_best(self.progress, self.metrics)
+        self._log_model()
+        self.tracker = Tracker(out_dir if self.dist.is_main else None)
+        self.signals = StopSignals()
+        self._bad_in_a_row = 0
+
+    # -- setting up -------------------------------------------------------------------------
+
+    def _setup_process(self) -> None:
+        """Seeds (ranks draw different dropout masks; rank 0 matches one process), threads, device, precision."""
+        tc, rank = self.config.train, self.dist.rank
+        random.seed(tc.seed + rank)
+        torch.manual_seed(tc.seed + rank)
+        if tc.threads is not None:
+            torch.set_num_threads(tc.threads)
+        self.device = pick_device(self.dist.device(tc.device), "train.device")
+        self.precision = resolve_precision(tc.precision, self.device, "train.precision")
+
+    def _load_data(self, resume: dict[str, Any] | None) -> None:
+        """The run's encoded data; rank 0 trains SentencePiece and fills the caches first, the others read them."""
+        if not self.dist.is_main:
+            self.dist.barrier()
+        vocab_state, self.train_data, self.valid_data = prepare_data(self.config, resume["vocab"] if resume else None)
+        self.data_fingerprint = {"train": self.train_data.fingerprint, "valid": self.valid_data.fingerprint}
+        if resume:
+            check_same_data(
+                resume.get("data_fingerprint"), self.data_fingerprint, self.config, self.out_dir / "last.pt"
+            )
+        self.vocab = Vocab.from_state_dict(vocab_state)
+        if self.dist.is_main:
+            self.dist.barrier()
+
+    def _build(self) -> None:
+        """The model, what the step calls (DDP-wrapped under torchrun), the optimiser, the average, the LR."""
+        config, tc = self.config, self.config.train
+        self.model: Seq2Seq = build_model(len(self.vocab.src), len(self.vocab.tgt), config.model, config.attention)
+        self.model.to(self.device)
+        self.objective: torch.nn.Module = Objective(self.model)
+        if self.dist.enabled:  # the wrapper broadcasts rank 0's initial weights to every rank
+            self.objective = torch.nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(),
+            lr=tc.lr,
+            betas=tuple(tc.betas),
+            weight_decay=tc.weight_decay,
+            fused=self.device.type in ("cpu", "cuda"),  # one kernel for all parameters
+        )
+        # the weights that validation, best.pt and translation use: an average of the trained ones, or themselves
+        self.average = WeightAverage(self.model, tc.ema) if tc.ema is not None else None
+        self.time_budget = parse_duration(tc.max_time)  # training seconds in total, across resumes
+        self.lr = LearningRate(self.optimizer, tc, self.time_budget)
+
+    def _log_model(self) -> None:
+        tc = self.config.train
+        log.info(
+            "model: attention=%s, %.2fM parameters, device %s, %s, %d threads%s",
+            self.config.attention.type,
+            sum(p.numel() for p in self.model.parameters()) / 1e6,
+            self.device,
+            self.precision if tc.precision != "auto" else f"{self.precision} (precision=auto)",
+            torch.get_num_threads(),
+            f", {self.dist.world} processes" if self.dist.enabled else "",
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, float]:
+        tc, progress = self.config.train, self.progress
+        self._started, self._step_at_start = time.monotonic(), progress.step
+        self._seconds_before = progress.train_seconds
+        self._src_lens = [len(s) for s in self.train_data.src_ids]
+        self._tgt_lens = [len(t) for t in self.train_data.tgt_ids]
+        self.window = Window()
+        if self.dist.is_main:
+            log.info("run dir: %s", self.out_dir)
+        stop = None  # a resumed run may have finished already
+        if tc.max_steps is not None and progress.step >= tc.max_steps:
+            stop = "max_steps"
+        elif progress.bad_validations >= tc.early_stopping:
+            stop = "early stopping (raise train.early_stopping to go on)"
+        with self.signals, logging_redirect_tqdm():
+            while stop is None:
+                stop = self._train_epoch()
+                if stop is None:
+                    progress.epoch, progress.batch = progress.epoch + 1, 0
+                    if progress.epoch >= tc.max_epochs:
+                        stop = "max_epochs"
+        return self._finish(stop)
+
+    def _train_epoch(self) -> str | None:
+        """The rest of the current epoch; returns why training stops, or None at the epoch's end."""
+        tc, progress = self.config.train, self.progress
+        batch_tokens, seed, multiple = self._epoch_batching()
+        batches = epoch_batches(self._src_lens, self._tgt_lens, batch_tokens, seed, progress.epoch, multiple)
+        bar = tqdm(  # towards max_steps where it is set, else through the epoch
+            total=tc.max_steps or len(batches),
+            initial=progress.step if tc.max_steps else progress.batch,
+            desc=f"epoch {progress.epoch + 1}",
+            disable=None if self.dist.is_main else True,
+            leave=False,
+            unit="batch",
+        )
+        stop = None
+        for index in batches[progress.batch :]:
+            signalled, out_of_time = self._train_on(index, multiple)
+            bar.update()
+            stop = self._after_step(signalled, out_of_time)
+            if progress.step % tc.log_every == 0:
+                bar.set_postfix(loss=f"{self.metrics['train/loss']:.3f}")
+            if stop:
+                break
+        bar.close()
+        return stop
+
+    def _train_on(self, index: list[int], multiple: int) -> tuple[bool, bool]:
+        """One update on batch ``index``; returns whether any rank was signalled or ran out of time."""
+        progress, dist = self.progress, self.dist
+        n_tokens = sum(self._tgt_lens[i] + 1 for i in index)  # the whole batch's, over every rank
+        mine = dist.shard(index)
+        # a batch with fewer pairs than ranks: a rank with none still joins the gradient all-reduce,
+        # with one pair weighted 0
+        weight = 1.0 if mine else 0.0
+        mine = mine or index[:1]
+        data = self.train_data
+        batch = collate([data.src_ids[i] for i in mine], [data.tgt_ids[i] for i in mine], multiple)
+        result = self.train_step(batch, weight * dist.world / n_tokens)
+        loss_sum, nll_sum, grad_norm = result or (0.0, 0.0, 0.0)
+        progress.step += 1
+        progress.batch += 1
+        progress.train_seconds = self._seconds_before + time.monotonic() - self._started
+        out_of_time = self.time_budget is not None and progress.train_seconds >= self.time_budget
+        # ranks agree on the batch's loss and on whether to stop (one small all-reduce)
+        flags = [weight * loss_sum, weight * nll_sum, float(self.signals.received is not None), float(out_of_time)]
+        loss_sum, nll_sum, signalled, out_of_time = dist.sum(flags, self.device)
+        if result is not None:  # a skipped batch (train.nonfinite=skip) is left out of the averages
+            self.window.add(loss_sum, nll_sum, grad_norm, n_tokens)
+        return bool(signalled), bool(out_of_time)
+
+    def _after_step(self, signalled: bool, out_of_time: bool) -> str | None:
+        """Log, validate or checkpoint where due; returns why training stops after this step, or None."""
+        tc, progress = self.config.train, self.progress
+        stop = None
+        if progress.step % tc.log_every == 0:
+            self._log_train()
+        if progress.step % tc.valid_every == 0:
+            if self._validate_and_save():
+                stop = "early stopping"
+            # a signal during validation stops here, not after one more step
+            (late,) = self.dist.sum([float(self.signals.received is not None)], self.device)
+            signalled = signalled or bool(late)
+        elif progress.step % tc.checkpoint_every == 0:
+            self._save_last()
+        if tc.max_steps is not None and progress.step >= tc.max_steps:
+            stop = stop or "max_steps"
+        if out_of_time:
+            stop = stop or "max_time"
+        if signalled:
+            self.signals.received = self.signals.received or signal.SIGTERM  # another rank was signalled
+            stop = stop or f"signal {self.signals.name}"
+        return stop
+
+    def _epoch_batching(self) -> list[int]:
+        """``[batch_tokens, seed, pad_to_multiple]`` that cut the current epoch into batches."""
+        tc, progress = self.config.train, self.progress
+        current = [tc.batch_tokens, tc.seed, tc.pad_to_multiple]
+        saved = progress.epoch_batching
+        if progress.batch > 0 and saved is not None and list(saved) != current:
+            log.warning(
+                "epoch %d was cut into batches with batch_tokens=%d, seed=%d, pad_to_multiple=%d and is %d "
+                "batches in: it finishes that way; the new values apply from epoch %d",
+                progress.epoch + 1,
+                *saved,
+                progress.batch,
+                progress.epoch + 2,
+            )
+            return list(saved)
+        progress.epoch_batching = current
+        return current
+
+    def train_step(self, batch, scale: float) -> tuple[float, float, float] | None:
+        """One update on ``batch``, this rank's share of a whole batch, minimising ``scale * loss_sum``.
+
+        With one process ``scale`` is 1 / target tokens. DDP averages gradients over N ranks, so
+        each rank's scale is N / (the whole batch's target tokens) and the update is exactly that
+        of one process on the whole batch. Returns this rank's summed loss and NLL and the
+        gradient norm, or None when the batch was skipped.
+        """
+        tc = self.config.train
+        self.model.train()
+        batch = batch.to(self.device)
+        with autocast(self.precision, self.device):
+            loss_sum, nll_sum = self.objective(
+                batch.src, batch.src_lens, batch.tgt_in, batch.tgt_out, tc.teacher_forcing, tc.label_smoothing
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.lr.before_update(self.progress.step, self.progress.train_seconds)
+        (loss_sum * scale).backward()
+        crash_point("step")  # tests: killed between the backward pass and the update
+        max_norm = tc.clip_grad_norm if tc.clip_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if not torch.isfinite(grad_norm):  # checked before the update, so the weights stay good
+            self._nonfinite(loss_sum.item())
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self._bad_in_a_row = 0
+        self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.progress.step + 1)
+        self.lr.after_update()
+        return loss_sum.item(), nll_sum.item(), grad_norm.item()
+
+    def _nonfinite(self, loss: float) -> None:
+        """A NaN/inf loss or gradient (the same on every rank): stop, or skip the batch when configured."""
+        tc, step = self.config.train, self.progress.step + 1
+        self._bad_in_a_row += 1
+        advice = "lower train.lr, keep train.clip_grad_norm on, or use train.precision=fp32"
+        if tc.nonfinite == "stop":
+            raise TrainingError(
+                f"the loss or its gradient became {loss} at step {step}; the weights were not updated and the "
+                f"last good checkpoint is {self.out_dir / 'last.pt'}; {advice} (or train.nonfinite=skip)"
+            )
+        if self._bad_in_a_row >= tc.max_skips:
+            raise TrainingError(
+                f"{self._bad_in_a_row} batches in a row had a non-finite loss or gradient (step {step}); "
+                f"the last good checkpoint is {self.out_dir / 'last.pt'}; {advice}"
+            )
+        self.progress.skipped += 1
+        log.warning("step %d: loss %s is not finite; batch skipped (%d so far)", step, loss, self.progress.skipped)
+
+    def _log_train(self) -> None:
+        values = self.window.values(self.lr.current)
+        self.tracker.scalars(values, self.progress.step)
+        self.metrics.update(values)
+        self.window.reset()
+        if not self.dist.is_main:
+            return
+        tc, progress = self.config.train, self.progress
+        elapsed = time.monotonic() - self._started
+        done_here = max(progress.step - self._step_at_start, 1)
+        remaining = []
+        if tc.max_steps is not None:
+            remaining.append((tc.max_steps - progress.step) * elapsed / done_here)
+        if self.time_budget is not None:
+            remaining.append(self.time_budget - progress.train_seconds)
+        line = progress_line(progress, values, tc.max_steps, min(remaining) if remaining else None, elapsed)
+        log.info(line, extra={"progress_line": True})
+
+    # -- validation and checkpoints ---------------------------------------------------------
+
+    def validate(self) -> dict[str, Any]:
+        """Validation loss/perplexity (teacher forcing) and greedy BLEU/chrF on the whole valid split."""
+        return validate(self.model, self.valid_data, self.vocab, self.device, self.precision, self.config.train)
+
+    def _validate_and_save(self) -> bool:
+        """Validate, log, checkpoint; returns True when early stopping says stop."""
+        tc, progress = self.config.train, self.progress
+        start = time.monotonic()
+        with self.average.applied() if self.average is not None else contextlib.nullcontext():
+            result = self.validate() if self.dist.is_main else None  # other ranks wait for its BLEU
+            if result:
+                setting = (self.device, self.precision, tc)
+                log_examples(
+                    self.tracker, self.model, self.valid_data, self.vocab, setting, result["hypotheses"], progress.step
+                )
+        bleu = self.dist.broadcast(result["bleu"] if result else None)
+        if result:
+            values = {f"valid/{key}": result[key] for key in ("loss", "ppl", "bleu", "chrf")}
+            for key in ("attention_entropy", "attention_diagonal"):  # attention models only
+                if key in result:
+                    values[f"valid/{key}"] = result[key]
+            self.tracker.scalars(values, progress.step)
+            self.metrics.update(values)
+        self.lr.after_validation(bleu)
+        improved = bleu > progress.best_bleu
+        if improved:
+            progress.best_bleu, progress.best_step, progress.bad_validations = bleu, progress.step, 0
+        else:
+            progress.bad_validations += 1
+        progress.last_valid_step = progress.step
+        self._save_last()  # before best.pt: a crash between the two still leaves a resumable run
+        if improved and self.dist.is_main:
+            self.checkpoints.save_best(progress, self.metrics)
+        if result:
+            log.info(
+                "step %d | valid loss %.3f ppl %.2f | BLEU %.2f chrF %.2f%s | %.1fs | %s",
+                progress.step,
+                result["loss"],
+                result["ppl"],
+                result["bleu"],
+                result["chrf"],
+                " (best)" if improved else "",
+                time.monotonic() - start,
+                result["bleu_signature"],
+            )
+            self.tracker.flush()
+        return progress.bad_validations >= tc.early_stopping
+
+    def _save_last(self) -> None:
+        """Write last.pt (rank 0). Collective under DDP: every rank's RNG state goes into the file."""
+        states = self.dist.gather(rng_state())
+        if self.dist.is_main:
+            self.tracker.flush()  # what was logged up to this checkpoint survives a crash after it
+            self.checkpoints.save_last(self.progress, self.metrics, states)
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def _finish(self, stop: str) -> dict[str, float]:
+        progress = self.progress
+        if self.window.steps:  # the last partial window: a run shorter than log_every still logs train/*
+            self._log_train()
+        log.info("stopping at step %d (epoch %d): %s", progress.step, progress.epoch + 1, stop)
+        signalled = stop.startswith("signal")  # agreed by every rank, unlike self.signals.received
+        if not signalled and progress.last_valid_step != progress.step:
+            self._validate_and_save()  # also writes last.pt
+        else:
+            self._save_last()
+        final = {
+            "best/valid_bleu": progress.best_bleu,
+            "best/step": float(progress.best_step),
+            **{k: v for k, v in self.metrics.items() if k.startswith("valid/")},
+        }
+        if progress.skipped:
+            final["skipped_batches"] = float(progress.skipped)
+        self.tracker.hparams(_hparams(self.config), final, progress.step)
+        self.tracker.close()
+        self.objective = Objective(self.model)  # release the DDP wrapper (and its hold on the process group)
+        if self.dist.is_main:
+            self._report(final, stop, signalled)
+        return {**final, "stop": stop, "step": progress.step}
+
+    def _report(self, final: dict[str, float], stop: str, signalled: bool) -> None:
+        """metrics.json, and the lines that say what to run next."""
+        progress, out = self.progress, self.out_dir
+        (out / "metrics.json").write_text(json.dumps({**final, "stop": stop, "step": progress.step}, indent=2))
+        if signalled:
+            log.info(
+                "saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s", out / "last.pt", out
+            )
+        elif progress.best_bleu >= 0:
+            best = out / "best.pt"
+            log.info("best: %s (valid BLEU %.2f at step %d)", best, progress.best_bleu, progress.best_step)
+            log.info("translate: seq2seq-translate --checkpoint %s", best)
+            log.info("evaluate:  make eval RUN=%s", out)
+
+
+def _hparams(config: Config) -> dict[str, Any]:
+    """The run's settings as TensorBoard's HParams dashboard takes them: flat, scalar values."""
+    flat = {}
+    for section in ("model", "attention", "train"):
+        for key, value in asdict(getattr(config, section)).items():
+            if isinstance(value, (int, float, str, bool)):
+                flat[f"{section}.{key}"] = value
+    flat["data.name"] = f"{config.data.name}:{config.data.src}-{config.data.tgt}"
+    return flat

@@ -1,0 +1,84 @@
+"""Validation: teacher-forced loss and attention statistics, greedy BLEU/chrF, samples and heatmaps."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from seq2seq.config import TrainConfig
+from seq2seq.data.batching import collate, token_batches
+from seq2seq.data.prepare import Split
+from seq2seq.data.vocab import Vocab
+from seq2seq.hardware import autocast
+from seq2seq.metrics import attention_statistics, corpus_scores
+from seq2seq.model import Seq2Seq
+from seq2seq.plots import attention_figure
+from seq2seq.search import decode_corpus
+from seq2seq.tracking import Tracker
+from seq2seq.training.faults import crash_point
+from seq2seq.training.loss import generator_loss
+
+
+@torch.inference_mode()
+def validate(
+    model: Seq2Seq, data: Split, vocab: Vocab, device: torch.device, precision: str, tc: TrainConfig
+) -> dict[str, Any]:
+    """Loss/perplexity (teacher forcing), attention entropy and diagonality, greedy BLEU/chrF on ``data``."""
+    model.eval()
+    nll_total, tokens = 0.0, 0
+    entropy = distance = rows = 0  # attention statistics over the reference (teacher forcing)
+    lens_src = [len(s) for s in data.src_ids]
+    lens_tgt = [len(t) for t in data.tgt_ids]
+    for index in token_batches(lens_src, lens_tgt, tc.batch_tokens * 2, multiple=tc.pad_to_multiple):
+        src, tgt = [data.src_ids[i] for i in index], [data.tgt_ids[i] for i in index]
+        batch = collate(src, tgt, tc.pad_to_multiple).to(device)
+        with autocast(precision, device):  # chunked like training: the batch's (B, T, V) logits never exist
+            features, attention = model.features(batch.src, batch.src_lens, batch.tgt_in)
+            nll_total += float(generator_loss(features, model.generator, batch.tgt_out)[1])
+        if attention is not None:
+            out_lens = torch.tensor([len(t) + 1 for t in tgt])  # + EOS
+            e, d, n = attention_statistics(attention, batch.src_lens, out_lens)
+            entropy, distance, rows = entropy + e, distance + d, rows + n
+        tokens += batch.n_tokens
+    crash_point("validation")  # tests: killed between the loss pass and decoding
+    hyps = decode_corpus(model, data.src_ids, device, tc.valid_batch_size, tc.max_output_ratio, precision=precision)
+    texts = [vocab.decode_tgt(h.tokens) for h in hyps]
+    attention_figures = {"attention_entropy": entropy / rows, "attention_diagonal": distance / rows} if rows else {}
+    return {
+        "loss": nll_total / tokens,
+        "ppl": math.exp(min(nll_total / tokens, 50.0)),
+        **corpus_scores(texts, data.tgt_texts),
+        **attention_figures,
+        "hypotheses": texts,
+    }
+
+
+def log_examples(
+    tracker: Tracker,
+    model: Seq2Seq,
+    data: Split,
+    vocab: Vocab,
+    setting: tuple[torch.device, str, TrainConfig],
+    hypotheses: list[str],
+    step: int,
+) -> None:
+    """Sample translations as text, and labelled attention heatmaps for the first validation sentences."""
+    device, precision, tc = setting
+    lines = []
+    for i in range(min(tc.n_samples, len(hypotheses))):
+        lines.append(
+            f"**source:** {data.src_texts[i]}  \n**reference:** {data.tgt_texts[i]}  \n**output:** {hypotheses[i]}"
+        )
+    tracker.text("valid/samples", "\n\n".join(lines), step)
+    if not model.has_attention or tc.n_heatmaps == 0:
+        return
+    src_ids = data.src_ids[: tc.n_heatmaps]
+    hyps = decode_corpus(model, src_ids, device, len(src_ids), tc.max_output_ratio, True, precision=precision)
+    for i, (ids, hyp) in enumerate(zip(src_ids, hyps)):
+        src_labels = vocab.src_pieces(ids) + ["</s>"]
+        out_labels = vocab.tgt_pieces(hyp.tokens) + ["</s>"]
+        title = f"valid sentence {i}, step {step}"
+        fig = attention_figure(hyp.attention.numpy(), src_labels, out_labels[: hyp.attention.size(0)], title=title)
+        tracker.figure(f"attention/{i}", fig, step)

@@ -1,0 +1,126 @@
+"""The Python API of a trained model: :class:`Translator`.
+
+    from seq2seq import Translator
+    translator = Translator.from_checkpoint("outputs/.../best.pt")
+    translator.translate("Ein Hund rennt.", beam=5)
+
+``seq2seq-translate`` (:mod:`seq2seq.translate`) and evaluation (:mod:`seq2seq.evaluate`) decode
+through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seq2seq.config import Config
+from seq2seq.data.vocab import Vocab
+from seq2seq.errors import CheckpointError, Seq2SeqError
+from seq2seq.explorer import Record, record
+from seq2seq.hardware import bound_kernel_caches, pick_device, resolve_precision
+from seq2seq.model import Seq2Seq, build_model
+from seq2seq.search import Hypothesis, decode_corpus_nbest
+from seq2seq.training.checkpoint import load_checkpoint
+
+EOS_LABEL = "</s>"
+
+
+class Translator:
+    """A trained model with its vocabulary, ready to decode."""
+
+    def __init__(self, model: Seq2Seq, vocab: Vocab, config: Config, device: torch.device, precision: str = "auto"):
+        """``precision``: ``auto`` (bf16 autocast on a CPU that has it natively), ``fp32`` or ``bf16``."""
+        bound_kernel_caches()  # before the first decoding step builds a kernel (a no-op after training)
+        self.model, self.vocab, self.config, self.device = model.eval(), vocab, config, device
+        self.precision = resolve_precision(precision, device, "--precision")
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", precision: str = "auto") -> Translator:
+        return cls.from_payload(load_checkpoint(path), path, device, precision)
+
+    @classmethod
+    def from_payload(
+        cls, payload: dict[str, Any], path: str | Path, device: str = "cpu", precision: str = "auto"
+    ) -> Translator:
+        """Build from an already loaded checkpoint ``payload`` (``path`` names it in errors).
+
+        ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (the GPU where one is visible).
+        """
+        target = pick_device(device)  # a device this machine lacks fails before the model is built
+        try:
+            config = Config.from_dict(payload["config"])
+            vocab = Vocab.from_state_dict(payload["vocab"])
+            model = build_model(len(vocab.src), len(vocab.tgt), config.model, config.attention)
+            model.load_state_dict(payload["model"])
+        except (Seq2SeqError, KeyError, RuntimeError, TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"{path} does not match this version of seq2seq "
+                f"({type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]})"
+            ) from None
+        return cls(model.to(target), vocab, config, target, precision)
+
+    def nbest(
+        self,
+        sentences: Sequence[str],
+        beam: int = 1,
+        length_penalty: float = 1.0,
+        nbest: int = 1,
+        return_attention: bool = False,
+        batch_size: int = 64,
+    ) -> list[list[Hypothesis]]:
+        """The ``nbest`` best hypotheses per sentence, best first; blank sentences get none."""
+        if isinstance(sentences, str):  # a string would be decoded character by character
+            raise TypeError("Translator.nbest takes a list of sentences; wrap a single sentence in a list")
+        todo = [i for i, s in enumerate(sentences) if s.strip()]
+        src_ids = self.vocab.encode_src([sentences[i] for i in todo])
+        ratio = self.config.train.max_output_ratio
+        hyps = decode_corpus_nbest(
+            self.model,
+            src_ids,
+            self.device,
+            batch_size,
+            ratio,
+            return_attention,
+            beam,
+            length_penalty,
+            nbest,
+            self.precision,
+        )
+        out: list[list[Hypothesis]] = [[] for _ in sentences]
+        for i, hyp in zip(todo, hyps):
+            out[i] = hyp
+        return out
+
+    def translate(self, sentences: str | Sequence[str], beam: int = 1, length_penalty: float = 1.0) -> str | list[str]:
+        """Detokenised translations, one per sentence; blank sentences give blank translations.
+
+        A single string is one sentence and gets one string back.
+        """
+        if isinstance(sentences, str):
+            return self.translate([sentences], beam, length_penalty)[0]
+        return [self.text(h[0]) if h else "" for h in self.nbest(sentences, beam, length_penalty)]
+
+    def text(self, hyp: Hypothesis) -> str:
+        """The detokenised output, always one line (a line break would shift every later line)."""
+        return " ".join(self.vocab.decode_tgt(hyp.tokens).splitlines())
+
+    def token_counts(self, sentences: Sequence[str]) -> list[int]:
+        """Each sentence's length in source subword tokens."""
+        return [len(ids) for ids in self.vocab.encode_src(list(sentences))]
+
+    def labels(self, sentence: str, hyp: Hypothesis) -> tuple[list[str], list[str]]:
+        """Source and output pieces (with ``</s>``) labelling the rows and columns of ``hyp.attention``."""
+        src = self.vocab.src_pieces(self.vocab.encode_src([sentence])[0]) + [EOS_LABEL]
+        out = self.vocab.tgt_pieces(hyp.tokens) + [EOS_LABEL]
+        return src, out[: hyp.attention.size(0)] if hyp.attention is not None else out
+
+
+def explorer_record(translator: Translator, sentence: str, hyp: Hypothesis | None, ref: str | None) -> Record:
+    """One sentence for the explorer: pieces, attention (if any), sentence chrF against ``ref``."""
+    if hyp is None:  # a blank (or skipped) line
+        return record("", [], [], None, ref)
+    src_pieces, out_pieces = translator.labels(sentence, hyp)
+    return record(translator.text(hyp), src_pieces, out_pieces, hyp.attention, ref)
