@@ -212,8 +212,8 @@ def cpu_extensions() -> list[str]:
 
 def decode_figures(ckpt: Path, device: str, precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict:
     from seq2seq.data.corpora import load_split
-    from seq2seq.search import decode_corpus
-    from seq2seq.translate import Translator
+    from seq2seq.search import Search, decode_corpus
+    from seq2seq.translator import Translator
 
     translator = Translator.from_checkpoint(ckpt, device)
     config = translator.config
@@ -226,9 +226,8 @@ def decode_figures(ckpt: Path, device: str, precisions: tuple[str, ...] = ("fp32
             times = []
             for _ in range(3):
                 start = time.perf_counter()
-                hyps = decode_corpus(
-                    translator.model, src_ids, translator.device, batch_size, beam=beam, precision=precision
-                )
+                search = Search(beam=beam, batch_size=batch_size, precision=precision)
+                hyps = decode_corpus(translator.model, src_ids, translator.device, search)
                 times.append(time.perf_counter() - start)
             figures[f"{name}_sent_per_s{suffix}"] = len(src_ids) / statistics.median(times)
             if beam == 1:

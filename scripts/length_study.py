@@ -261,7 +261,8 @@ def seed_gaps(hyps: list[str], base: list[str], refs: list[str], lengths: list[i
     """Per length bucket: BLEU(model) - BLEU(baseline of the same seed) and its paired-bootstrap interval."""
     from sacrebleu.metrics import BLEU
 
-    from seq2seq.evaluate import bucket_ranges, gap_interval, range_label
+    from seq2seq.evaluate import bucket_ranges, range_label
+    from seq2seq.metrics import gap_interval
 
     gaps = []
     for low, high in bucket_ranges(EDGES):

@@ -45,7 +45,7 @@ from seq2seq.data.longinputs import MAX_K, join_consecutive
 from seq2seq.errors import DataError, RunDirError, Seq2SeqError
 from seq2seq.explorer import ModelView, Record, merge_models, page_data, read_page_data, write_page
 from seq2seq.hardware import PRECISIONS
-from seq2seq.metrics import corpus_scores
+from seq2seq.metrics import bleu_interval, corpus_scores
 from seq2seq.plots import attention_figure, length_figure
 from seq2seq.tracking import Tracker
 from seq2seq.training.checkpoint import load_checkpoint
@@ -56,7 +56,7 @@ log = logging.getLogger("seq2seq")
 BUCKETS = (10, 20, 30, 40, 50)
 LONG_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80)  # with --concat: inputs of up to ~90 words and beyond
 
-__all__ = ["alignment_error_rate", "bleu_interval", "evaluate_run", "find_latest_run", "length_buckets", "main"]
+__all__ = ["alignment_error_rate", "evaluate_run", "find_latest_run", "length_buckets", "main"]
 
 
 # -- BLEU by source length -------------------------------------------------------------------
@@ -70,41 +70,6 @@ def bucket_ranges(edges: Sequence[int]) -> list[tuple[int, int | None]]:
 
 def range_label(low: int, high: int | None) -> str:
     return f"{low}-{high}" if high is not None else f"{low}+"
-
-
-def bleu_interval(hyps: Sequence[str], refs: Sequence[str], n: int, rng: np.random.Generator) -> list[float]:
-    """95% bootstrap interval of corpus BLEU: percentiles 2.5 and 97.5 over ``n`` resamples.
-
-    Sentence statistics (n-gram matches and lengths) are extracted once with sacreBLEU's BLEU
-    object; each resample sums them with multiplicities (``counts (n, N) @ stats (N, 10)``) and
-    computes BLEU from the sums, as ``sacrebleu --confidence`` does.
-    """
-    bleu = BLEU()
-    stats = np.array(bleu._extract_corpus_statistics(list(hyps), [list(refs)]), dtype=np.float64)  # (N, 10)
-    counts = rng.multinomial(len(hyps), np.full(len(hyps), 1.0 / len(hyps)), size=n)  # (n, N)
-    scores = [bleu._compute_score_from_stats(list(row)).score for row in counts @ stats]
-    low, high = np.percentile(scores, [2.5, 97.5])
-    return [float(low), float(high)]
-
-
-def gap_interval(
-    hyps: Sequence[str], base: Sequence[str], refs: Sequence[str], n: int, rng: np.random.Generator
-) -> list[float]:
-    """95% paired-bootstrap interval of BLEU(hyps) - BLEU(base) on the same sentences.
-
-    Each resample draws one set of sentences and scores both systems on it, so the interval is
-    about the difference itself (much tighter than two separate intervals would suggest).
-    """
-    bleu = BLEU()
-    a = np.array(bleu._extract_corpus_statistics(list(hyps), [list(refs)]), dtype=np.float64)
-    b = np.array(bleu._extract_corpus_statistics(list(base), [list(refs)]), dtype=np.float64)
-    counts = rng.multinomial(len(refs), np.full(len(refs), 1.0 / len(refs)), size=n)
-    gaps = [
-        bleu._compute_score_from_stats(list(x)).score - bleu._compute_score_from_stats(list(y)).score
-        for x, y in zip(counts @ a, counts @ b)
-    ]
-    low, high = np.percentile(gaps, [2.5, 97.5])
-    return [float(low), float(high)]
 
 
 def length_buckets(
@@ -445,7 +410,7 @@ def find_latest_run(root: str | Path = "outputs") -> Path:
     return max(found, key=lambda p: p.stat().st_mtime).parent
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m seq2seq.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="a run directory holding best.pt (default: the newest under outputs/)")
     parser.add_argument(
@@ -480,7 +445,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--buckets",
         help="source-length bucket edges in words, e.g. 10,20,30 (default 10,...,50; with --concat 10,...,80)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def bucket_edges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[int, ...]:
+    """``--buckets`` as edges (exit 2 if they are not increasing whole numbers), or the default for ``--concat``."""
     try:
         edges = tuple(int(e) for e in args.buckets.split(",")) if args.buckets else None
     except ValueError:
@@ -489,6 +458,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--buckets {args.buckets!r}: expected increasing whole numbers separated by commas")
     if edges is None:
         edges = LONG_BUCKETS if args.concat > 1 else BUCKETS
+    return edges
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    edges = bucket_edges(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     options = {
         "beam": args.beam,

@@ -44,6 +44,9 @@ def length_figure(series: dict[str, list[dict]], title: str = "BLEU by source le
     return fig
 
 
+MARKERS = ("s", "^", "v", "D")  # the natural test splits of a length-study panel
+
+
 def length_study_figure(
     panels: dict[str, dict[str, list[dict]]], natural: dict[str, dict[str, dict[str, list[dict]]]], title: str
 ) -> Figure:
@@ -53,54 +56,36 @@ def length_study_figure(
     ``natural[regime][split][model]`` those of a natural test split, drawn as hollow markers.
     """
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.2), sharey=True, squeeze=False)
-    markers = ("s", "^", "v", "D")
     for ax, (name, series) in zip(axes[0], panels.items()):
-        labels = [b["range"] for b in next(iter(series.values()))]
+        splits = natural.get(name, {})
         for i, (model, buckets) in enumerate(series.items()):
-            colour = f"C{i}"
-            points = [(x, b) for x, b in enumerate(buckets) if b["bleu"] is not None]
-            xs = [x for x, _ in points]
-            ax.plot(xs, [b["bleu"] for _, b in points], marker="o", color=colour, label=model)
-            ax.fill_between(
-                xs,
-                [b["ci95"][0] for _, b in points],
-                [b["ci95"][1] for _, b in points],
-                color=colour,
-                alpha=0.18,
-                linewidth=0,
-            )
-            for j, models in enumerate(natural.get(name, {}).values()):
-                pts = [(x, b["bleu"]) for x, b in enumerate(models.get(model, [])) if b["bleu"] is not None]
-                ax.plot(
-                    [x for x, _ in pts],
-                    [y for _, y in pts],
-                    linestyle="none",
-                    marker=markers[j % 4],
-                    markerfacecolor="none",
-                    color=colour,
-                )
+            _length_line(ax, model, buckets, [models.get(model, []) for models in splits.values()], f"C{i}")
+        labels = [b["range"] for b in next(iter(series.values()))]
         ax.set_xticks(range(len(labels)), labels=labels, rotation=30)
-        ax.set_xlabel("source length (words)")
-        ax.set_ylabel("BLEU")
+        ax.set(xlabel="source length (words)", ylabel="BLEU")
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
         handles, _ = ax.get_legend_handles_labels()
-        for j, split in enumerate(natural.get(name, {})):  # one key per natural split, in the models' colours
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    linestyle="none",
-                    marker=markers[j % 4],
-                    markerfacecolor="none",
-                    color="0.3",
-                    label=f"{split}, natural sentences",
-                )
-            )
+        for j, split in enumerate(splits):  # one key per natural split, in the models' colours
+            style = {"linestyle": "none", "marker": MARKERS[j % 4], "markerfacecolor": "none", "color": "0.3"}
+            handles.append(Line2D([], [], label=f"{split}, natural sentences", **style))
         ax.legend(handles=handles, fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _length_line(ax, model: str, buckets: list[dict], natural: list[list[dict]], colour: str) -> None:
+    """One model's BLEU by length with its band, and its natural-split buckets as hollow markers."""
+    points = [(x, b) for x, b in enumerate(buckets) if b["bleu"] is not None]
+    xs = [x for x, _ in points]
+    ax.plot(xs, [b["bleu"] for _, b in points], marker="o", color=colour, label=model)
+    lows, highs = [b["ci95"][0] for _, b in points], [b["ci95"][1] for _, b in points]
+    ax.fill_between(xs, lows, highs, color=colour, alpha=0.18, linewidth=0)
+    for j, split in enumerate(natural):
+        pts = [(x, b["bleu"]) for x, b in enumerate(split) if b["bleu"] is not None]
+        style = {"linestyle": "none", "marker": MARKERS[j % 4], "markerfacecolor": "none", "color": colour}
+        ax.plot([x for x, _ in pts], [y for _, y in pts], **style)
 
 
 def _draw_length(ax, series: dict[str, list[dict]], title: str) -> None:

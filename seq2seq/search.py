@@ -279,56 +279,58 @@ def score_outputs(model: Seq2Seq, src: Tensor, src_lens: Tensor, outputs: Sequen
     return total
 
 
-def decode_corpus_nbest(
-    model: Seq2Seq,
-    src_ids: list[list[int]],
-    device: torch.device,
-    batch_size: int = 128,
-    max_ratio: float = 2.0,
-    return_attention: bool = False,
-    beam: int = 1,
-    length_penalty: float = 1.0,
-    nbest: int = 1,
-    precision: str = "fp32",
-) -> list[list[Hypothesis]]:
-    """Decode many sentences, batched in order of length: the ``nbest`` best per sentence, in input order.
+@dataclass(frozen=True)
+class Search:
+    """How to decode a corpus: the search (greedy for ``beam == 1``), its limits and its batches.
 
-    ``beam == 1`` runs :func:`greedy_search`; otherwise :func:`beam_search` with ``batch_size``
-    sentences (``batch_size * beam`` rows) per batch. ``precision`` is ``fp32``, ``bf16``
-    (autocast; scores stay float32) or ``auto`` (bf16 on a CPU that has it natively).
+    ``batch_size`` sentences (``batch_size * beam`` rows under beam search) go through at a time;
+    the output stops after ``max_ratio`` x source length + 10 tokens. ``precision`` is ``fp32``,
+    ``bf16`` (autocast; scores stay float32) or ``auto`` (bf16 on a CPU that has it natively).
     """
-    if nbest > beam:
-        raise ValueError(f"nbest={nbest} needs a beam at least as wide, got beam={beam}")
+
+    beam: int = 1
+    length_penalty: float = 1.0  # GNMT's alpha; 0: none
+    nbest: int = 1
+    max_ratio: float = 2.0
+    batch_size: int = 128
+    precision: str = "fp32"
+    return_attention: bool = False
+
+
+def decode_corpus_nbest(
+    model: Seq2Seq, src_ids: list[list[int]], device: torch.device, search: Search = Search()
+) -> list[list[Hypothesis]]:
+    """Decode many sentences, batched in order of length: the ``search.nbest`` best per sentence, in input order."""
+    if search.nbest > search.beam:
+        raise ValueError(f"nbest={search.nbest} needs a beam at least as wide, got beam={search.beam}")
     order = sorted(range(len(src_ids)), key=lambda i: len(src_ids[i]))
     results: list[list[Hypothesis]] = [[] for _ in src_ids]
     model.eval()
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for start in range(0, len(order), search.batch_size):
+        rows = order[start : start + search.batch_size]
         src, src_lens = source_tensor([src_ids[i] for i in rows])
-        src, max_lens = src.to(device), max_output_lengths(src_lens, max_ratio)
-        with autocast(precision, device):
-            if beam == 1:
-                hyps = [[h] for h in greedy_search(model, src, src_lens, max_lens, return_attention)]
+        src, max_lens = src.to(device), max_output_lengths(src_lens, search.max_ratio)
+        with autocast(search.precision, device):
+            if search.beam == 1:
+                hyps = [[h] for h in greedy_search(model, src, src_lens, max_lens, search.return_attention)]
             else:
-                hyps = beam_search(model, src, src_lens, max_lens, beam, length_penalty, nbest, return_attention)
+                hyps = beam_search(
+                    model,
+                    src,
+                    src_lens,
+                    max_lens,
+                    search.beam,
+                    search.length_penalty,
+                    search.nbest,
+                    search.return_attention,
+                )
         for i, hyp in zip(rows, hyps):
             results[i] = hyp
     return results
 
 
 def decode_corpus(
-    model: Seq2Seq,
-    src_ids: list[list[int]],
-    device: torch.device,
-    batch_size: int = 128,
-    max_ratio: float = 2.0,
-    return_attention: bool = False,
-    beam: int = 1,
-    length_penalty: float = 1.0,
-    precision: str = "fp32",
+    model: Seq2Seq, src_ids: list[list[int]], device: torch.device, search: Search = Search()
 ) -> list[Hypothesis]:
-    """The best hypothesis per sentence, in input order (greedy for ``beam == 1``, else beam search)."""
-    hyps = decode_corpus_nbest(
-        model, src_ids, device, batch_size, max_ratio, return_attention, beam, length_penalty, precision=precision
-    )
-    return [h[0] for h in hyps]
+    """The best hypothesis per sentence, in input order."""
+    return [h[0] for h in decode_corpus_nbest(model, src_ids, device, search)]

@@ -22,7 +22,7 @@ from seq2seq.errors import CheckpointError, Seq2SeqError
 from seq2seq.explorer import Record, record
 from seq2seq.hardware import bound_kernel_caches, pick_device, resolve_precision
 from seq2seq.model import Seq2Seq, build_model
-from seq2seq.search import Hypothesis, decode_corpus_nbest
+from seq2seq.search import Hypothesis, Search, decode_corpus_nbest
 from seq2seq.training.checkpoint import load_checkpoint
 
 EOS_LABEL = "</s>"
@@ -76,19 +76,16 @@ class Translator:
             raise TypeError("Translator.nbest takes a list of sentences; wrap a single sentence in a list")
         todo = [i for i, s in enumerate(sentences) if s.strip()]
         src_ids = self.vocab.encode_src([sentences[i] for i in todo])
-        ratio = self.config.train.max_output_ratio
-        hyps = decode_corpus_nbest(
-            self.model,
-            src_ids,
-            self.device,
-            batch_size,
-            ratio,
-            return_attention,
-            beam,
-            length_penalty,
-            nbest,
-            self.precision,
+        search = Search(
+            beam=beam,
+            length_penalty=length_penalty,
+            nbest=nbest,
+            max_ratio=self.config.train.max_output_ratio,
+            batch_size=batch_size,
+            precision=self.precision,
+            return_attention=return_attention,
         )
+        hyps = decode_corpus_nbest(self.model, src_ids, self.device, search)
         out: list[list[Hypothesis]] = [[] for _ in sentences]
         for i, hyp in zip(todo, hyps):
             out[i] = hyp

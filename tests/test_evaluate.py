@@ -246,3 +246,18 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert main(["--run", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "error: checkpoint" in err and "damaged" in err and "Traceback" not in err
+
+
+def test_summed_sentence_statistics_give_sacrebleus_corpus_bleu():
+    """The bootstrap intervals rebuild corpus BLEU from per-sentence statistics: it must be sacreBLEU's own."""
+    from sacrebleu.metrics import BLEU
+
+    from seq2seq.metrics import bleu_from_statistics, bleu_interval, sentence_statistics
+
+    refs = ["a dog runs on the grass .", "two men are talking .", "a woman sings", "the cat sleeps on a red sofa ."]
+    hyps = ["a dog runs in the grass .", "two men talk .", "a woman is singing", "a cat sleeps on the sofa ."]
+    stats = sentence_statistics(hyps, refs)
+    assert stats.shape == (4, 10)
+    assert bleu_from_statistics(stats.sum(0)) == pytest.approx(BLEU().corpus_score(hyps, [refs]).score, abs=1e-9)
+    low, high = bleu_interval(hyps, refs, 200, __import__("numpy").random.default_rng(0))
+    assert 0.0 <= low <= BLEU().corpus_score(hyps, [refs]).score <= high <= 100.0

@@ -10,6 +10,7 @@ from seq2seq.config import AttentionConfig, ModelConfig
 from seq2seq.data.vocab import EOS, PAD
 from seq2seq.model import build_model
 from seq2seq.search import (
+    Search,
     beam_search,
     decode_corpus,
     decode_corpus_nbest,
@@ -92,10 +93,10 @@ def test_decode_corpus_beam_one_dispatches_to_greedy(device):
     model = make("luong", "general").to(device)
     ids = [[5, 6, 7], [8], [9, 10, 11, 12, 4]]
     device = torch.device(device)
-    plain = decode_corpus(model, ids, device, batch_size=2)
-    one = decode_corpus(model, ids, device, batch_size=2, beam=1, length_penalty=1.0)
+    plain = decode_corpus(model, ids, device, Search(batch_size=2))
+    one = decode_corpus(model, ids, device, Search(batch_size=2, beam=1, length_penalty=1.0))
     assert [h.tokens for h in one] == [h.tokens for h in plain] and [h.score for h in one] == [h.score for h in plain]
-    five = decode_corpus_nbest(model, ids, device, batch_size=2, beam=5, nbest=3)
+    five = decode_corpus_nbest(model, ids, device, Search(batch_size=2, beam=5, nbest=3))
     assert [len(h) for h in five] == [3, 3, 3]
 
 
@@ -190,7 +191,7 @@ def test_beam_arguments_are_checked():
     with pytest.raises(ValueError, match="nbest"):
         beam_search(model, src, src_lens, torch.full((4,), 5), beam=2, nbest=3)
     with pytest.raises(ValueError, match="nbest"):
-        decode_corpus_nbest(model, [[5, 6]], torch.device("cpu"), beam=1, nbest=2)
+        decode_corpus_nbest(model, [[5, 6]], torch.device("cpu"), Search(beam=1, nbest=2))
     with pytest.raises(ValueError, match="length_penalty"):
         beam_search(model, src, src_lens, torch.full((4,), 5), beam=2, length_penalty=-1.0)
 
@@ -204,8 +205,8 @@ def test_beam_finds_more_probable_outputs_than_greedy_on_a_trained_model(trained
     sources = list(load_split(DataConfig(root=str(corpus_root)), "test_2016_flickr")["src"])
     src_ids = translator.vocab.encode_src(sources)
     device = torch.device("cpu")
-    greedy = decode_corpus(translator.model, src_ids, device, 16)
-    beam = decode_corpus(translator.model, src_ids, device, 16, beam=5, length_penalty=0.0)
+    greedy = decode_corpus(translator.model, src_ids, device, Search(batch_size=16))
+    beam = decode_corpus(translator.model, src_ids, device, Search(batch_size=16, beam=5, length_penalty=0.0))
     assert mean_logprob(beam) > mean_logprob(greedy)
     assert sum(b.logprob >= g.logprob - 1e-5 for b, g in zip(beam, greedy)) >= 0.9 * len(sources)
 

@@ -10,17 +10,27 @@ Training and validation go one step further (:func:`generator_loss`): the output
 loss run together over chunks of 128 target positions, so the float32 logits and log-probabilities of
 the whole batch never exist, only each chunk's, which stay in cache; what is kept for the
 backward pass is the logits' gradient in the matmul dtype.
+
+:class:`NonFinitePolicy` decides what a NaN/inf loss does to the run (``train.nonfinite``).
 """
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seq2seq.config import TrainConfig
 from seq2seq.data.vocab import PAD
+from seq2seq.errors import TrainingError
 from seq2seq.model import Seq2Seq
 from seq2seq.model.lstm import matmul_ready
+from seq2seq.training.progress import Progress
+
+log = logging.getLogger("seq2seq")
 
 CHUNK = 128  # target positions per chunk of generator_loss: (128, V) float32 is ~2 MB at V = 4k
 
@@ -106,3 +116,36 @@ class Objective(nn.Module):
         """Summed label-smoothed loss and summed NLL of ``tgt_out`` given the source and ``tgt_in``."""
         features, _ = self.model.features(src, src_lens, tgt_in, teacher_forcing)
         return generator_loss(features, self.model.generator, tgt_out, smoothing)
+
+
+class NonFinitePolicy:
+    """``train.nonfinite``: a NaN/inf loss or gradient (the same on every rank) stops training, or skips the batch.
+
+    Skipping gives up after ``train.max_skips`` such batches in a row. The update is checked before
+    it happens, so the weights and ``last.pt`` stay good either way.
+    """
+
+    ADVICE = "lower train.lr, keep train.clip_grad_norm on, or use train.precision=fp32"
+
+    def __init__(self, tc: TrainConfig):
+        self.tc, self.in_a_row = tc, 0
+
+    def good(self) -> None:
+        self.in_a_row = 0
+
+    def bad(self, loss: float, progress: Progress, last: Path) -> None:
+        """Raise :class:`TrainingError`, or count the skipped batch in ``progress`` and warn."""
+        step = progress.step + 1
+        self.in_a_row += 1
+        if self.tc.nonfinite == "stop":
+            raise TrainingError(
+                f"the loss or its gradient became {loss} at step {step}; the weights were not updated and the "
+                f"last good checkpoint is {last}; {self.ADVICE} (or train.nonfinite=skip)"
+            )
+        if self.in_a_row >= self.tc.max_skips:
+            raise TrainingError(
+                f"{self.in_a_row} batches in a row had a non-finite loss or gradient (step {step}); "
+                f"the last good checkpoint is {last}; {self.ADVICE}"
+            )
+        progress.skipped += 1
+        log.warning("step %d: loss %s is not finite; batch skipped (%d so far)", step, loss, progress.skipped)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
+
+from seq2seq.config import TrainConfig
+
+log = logging.getLogger("seq2seq")
 
 
 @dataclass
@@ -23,6 +28,24 @@ class Progress:
     # batches of the same list and no pair is trained twice or skipped; the new values start at the
     # next epoch
     epoch_batching: list[int] | None = None
+
+
+def epoch_batching(progress: Progress, tc: TrainConfig) -> list[int]:
+    """``[batch_tokens, seed, pad_to_multiple]`` that cut the current epoch into batches (and records them)."""
+    current = [tc.batch_tokens, tc.seed, tc.pad_to_multiple]
+    saved = progress.epoch_batching
+    if progress.batch > 0 and saved is not None and list(saved) != current:
+        log.warning(
+            "epoch %d was cut into batches with batch_tokens=%d, seed=%d, pad_to_multiple=%d and is %d "
+            "batches in: it finishes that way; the new values apply from epoch %d",
+            progress.epoch + 1,
+            *saved,
+            progress.batch,
+            progress.epoch + 2,
+        )
+        return list(saved)
+    progress.epoch_batching = current
+    return current
 
 
 class Window:
@@ -53,6 +76,16 @@ class Window:
             "train/grad_norm": self.grad / max(self.steps, 1),
             "train/tokens_per_s": self.tokens / max(time.monotonic() - self.start, 1e-9),
         }
+
+
+def eta_seconds(progress: Progress, max_steps: int | None, time_budget: float | None, rate: float) -> float | None:
+    """Seconds to the nearer of ``max_steps`` (at ``rate`` seconds an update) and ``time_budget``; None if unbounded."""
+    remaining = []
+    if max_steps is not None:
+        remaining.append((max_steps - progress.step) * rate)
+    if time_budget is not None:
+        remaining.append(time_budget - progress.train_seconds)
+    return min(remaining) if remaining else None
 
 
 def progress_line(

@@ -33,12 +33,12 @@ from seq2seq.tracking import Tracker
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.faults import crash_point
-from seq2seq.training.loss import Objective
-from seq2seq.training.progress import Progress, Window, progress_line
+from seq2seq.training.loss import NonFinitePolicy, Objective
+from seq2seq.training.progress import Progress, Window, epoch_batching, eta_seconds, progress_line
 from seq2seq.training.schedule import LearningRate
 from seq2seq.training.signals import StopSignals
 from seq2seq.training.state import Checkpointer, check_same_data, rng_state
-from seq2seq.training.validation import log_examples, validate
+from seq2seq.training.validation import log_examples, scalars, summary_line, validate
 
 __all__ = ["Trainer", "TrainingError"]
 
@@ -75,7 +75,7 @@ class Trainer:
         self._log_model()
         self.tracker = Tracker(out_dir if self.dist.is_main else None)
         self.signals = StopSignals()
-        self._bad_in_a_row = 0
+        self.nonfinite = NonFinitePolicy(config.train)
 
     # -- setting up -------------------------------------------------------------------------
 
@@ -165,7 +165,7 @@ class Trainer:
     def _train_epoch(self) -> str | None:
         """The rest of the current epoch; returns why training stops, or None at the epoch's end."""
         tc, progress = self.config.train, self.progress
-        batch_tokens, seed, multiple = self._epoch_batching()
+        batch_tokens, seed, multiple = epoch_batching(progress, tc)
         batches = epoch_batches(self._src_lens, self._tgt_lens, batch_tokens, seed, progress.epoch, multiple)
         bar = tqdm(  # towards max_steps where it is set, else through the epoch
             total=tc.max_steps or len(batches),
@@ -234,24 +234,6 @@ class Trainer:
             stop = stop or f"signal {self.signals.name}"
         return stop
 
-    def _epoch_batching(self) -> list[int]:
-        """``[batch_tokens, seed, pad_to_multiple]`` that cut the current epoch into batches."""
-        tc, progress = self.config.train, self.progress
-        current = [tc.batch_tokens, tc.seed, tc.pad_to_multiple]
-        saved = progress.epoch_batching
-        if progress.batch > 0 and saved is not None and list(saved) != current:
-            log.warning(
-                "epoch %d was cut into batches with batch_tokens=%d, seed=%d, pad_to_multiple=%d and is %d "
-                "batches in: it finishes that way; the new values apply from epoch %d",
-                progress.epoch + 1,
-                *saved,
-                progress.batch,
-                progress.epoch + 2,
-            )
-            return list(saved)
-        progress.epoch_batching = current
-        return current
-
     def train_step(self, batch, scale: float) -> tuple[float, float, float] | None:
         """One update on ``batch``, this rank's share of a whole batch, minimising ``scale * loss_sum``.
 
@@ -274,33 +256,15 @@ class Trainer:
         max_norm = tc.clip_grad_norm if tc.clip_grad_norm > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if not torch.isfinite(grad_norm):  # checked before the update, so the weights stay good
-            self._nonfinite(loss_sum.item())
+            self.nonfinite.bad(loss_sum.item(), self.progress, self.out_dir / "last.pt")
             self.optimizer.zero_grad(set_to_none=True)
             return None
-        self._bad_in_a_row = 0
+        self.nonfinite.good()
         self.optimizer.step()
         if self.average is not None:
             self.average.update(self.progress.step + 1)
         self.lr.after_update()
         return loss_sum.item(), nll_sum.item(), grad_norm.item()
-
-    def _nonfinite(self, loss: float) -> None:
-        """A NaN/inf loss or gradient (the same on every rank): stop, or skip the batch when configured."""
-        tc, step = self.config.train, self.progress.step + 1
-        self._bad_in_a_row += 1
-        advice = "lower train.lr, keep train.clip_grad_norm on, or use train.precision=fp32"
-        if tc.nonfinite == "stop":
-            raise TrainingError(
-                f"the loss or its gradient became {loss} at step {step}; the weights were not updated and the "
-                f"last good checkpoint is {self.out_dir / 'last.pt'}; {advice} (or train.nonfinite=skip)"
-            )
-        if self._bad_in_a_row >= tc.max_skips:
-            raise TrainingError(
-                f"{self._bad_in_a_row} batches in a row had a non-finite loss or gradient (step {step}); "
-                f"the last good checkpoint is {self.out_dir / 'last.pt'}; {advice}"
-            )
-        self.progress.skipped += 1
-        log.warning("step %d: loss %s is not finite; batch skipped (%d so far)", step, loss, self.progress.skipped)
 
     def _log_train(self) -> None:
         values = self.window.values(self.lr.current)
@@ -309,16 +273,10 @@ class Trainer:
         self.window.reset()
         if not self.dist.is_main:
             return
-        tc, progress = self.config.train, self.progress
-        elapsed = time.monotonic() - self._started
-        done_here = max(progress.step - self._step_at_start, 1)
-        remaining = []
-        if tc.max_steps is not None:
-            remaining.append((tc.max_steps - progress.step) * elapsed / done_here)
-        if self.time_budget is not None:
-            remaining.append(self.time_budget - progress.train_seconds)
-        line = progress_line(progress, values, tc.max_steps, min(remaining) if remaining else None, elapsed)
-        log.info(line, extra={"progress_line": True})
+        max_steps, elapsed = self.config.train.max_steps, time.monotonic() - self._started
+        rate = elapsed / max(self.progress.step - self._step_at_start, 1)  # seconds per update in this process
+        eta = eta_seconds(self.progress, max_steps, self.time_budget, rate)
+        log.info(progress_line(self.progress, values, max_steps, eta, elapsed), extra={"progress_line": True})
 
     # -- validation and checkpoints ---------------------------------------------------------
 
@@ -339,12 +297,8 @@ class Trainer:
                 )
         bleu = self.dist.broadcast(result["bleu"] if result else None)
         if result:
-            values = {f"valid/{key}": result[key] for key in ("loss", "ppl", "bleu", "chrf")}
-            for key in ("attention_entropy", "attention_diagonal"):  # attention models only
-                if key in result:
-                    values[f"valid/{key}"] = result[key]
-            self.tracker.scalars(values, progress.step)
-            self.metrics.update(values)
+            self.tracker.scalars(scalars(result), progress.step)
+            self.metrics.update(scalars(result))
         self.lr.after_validation(bleu)
         improved = bleu > progress.best_bleu
         if improved:
@@ -356,17 +310,7 @@ class Trainer:
         if improved and self.dist.is_main:
             self.checkpoints.save_best(progress, self.metrics)
         if result:
-            log.info(
-                "step %d | valid loss %.3f ppl %.2f | BLEU %.2f chrF %.2f%s | %.1fs | %s",
-                progress.step,
-                result["loss"],
-                result["ppl"],
-                result["bleu"],
-                result["chrf"],
-                " (best)" if improved else "",
-                time.monotonic() - start,
-                result["bleu_signature"],
-            )
+            log.info(summary_line(progress.step, result, improved, time.monotonic() - start))
             self.tracker.flush()
         return progress.bad_validations >= tc.early_stopping
 

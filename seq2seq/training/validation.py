@@ -15,7 +15,7 @@ from seq2seq.hardware import autocast
 from seq2seq.metrics import attention_statistics, corpus_scores
 from seq2seq.model import Seq2Seq
 from seq2seq.plots import attention_figure
-from seq2seq.search import decode_corpus
+from seq2seq.search import Search, decode_corpus
 from seq2seq.tracking import Tracker
 from seq2seq.training.faults import crash_point
 from seq2seq.training.loss import generator_loss
@@ -43,7 +43,8 @@ def validate(
             entropy, distance, rows = entropy + e, distance + d, rows + n
         tokens += batch.n_tokens
     crash_point("validation")  # tests: killed between the loss pass and decoding
-    hyps = decode_corpus(model, data.src_ids, device, tc.valid_batch_size, tc.max_output_ratio, precision=precision)
+    search = Search(max_ratio=tc.max_output_ratio, batch_size=tc.valid_batch_size, precision=precision)
+    hyps = decode_corpus(model, data.src_ids, device, search)
     texts = [vocab.decode_tgt(h.tokens) for h in hyps]
     attention_figures = {"attention_entropy": entropy / rows, "attention_diagonal": distance / rows} if rows else {}
     return {
@@ -75,10 +76,26 @@ def log_examples(
     if not model.has_attention or tc.n_heatmaps == 0:
         return
     src_ids = data.src_ids[: tc.n_heatmaps]
-    hyps = decode_corpus(model, src_ids, device, len(src_ids), tc.max_output_ratio, True, precision=precision)
+    search = Search(max_ratio=tc.max_output_ratio, batch_size=len(src_ids), precision=precision, return_attention=True)
+    hyps = decode_corpus(model, src_ids, device, search)
     for i, (ids, hyp) in enumerate(zip(src_ids, hyps)):
         src_labels = vocab.src_pieces(ids) + ["</s>"]
         out_labels = vocab.tgt_pieces(hyp.tokens) + ["</s>"]
         title = f"valid sentence {i}, step {step}"
         fig = attention_figure(hyp.attention.numpy(), src_labels, out_labels[: hyp.attention.size(0)], title=title)
         tracker.figure(f"attention/{i}", fig, step)
+
+
+def scalars(result: dict[str, Any]) -> dict[str, float]:
+    """What TensorBoard gets of a validation: ``valid/loss``, ``valid/bleu``, ... (attention figures where they exist)."""
+    keys = ("loss", "ppl", "bleu", "chrf", "attention_entropy", "attention_diagonal")
+    return {f"valid/{key}": result[key] for key in keys if key in result}
+
+
+def summary_line(step: int, result: dict[str, Any], improved: bool, seconds: float) -> str:
+    """``step 250 | valid loss 3.101 ppl 22.21 | BLEU 30.12 chrF 55.40 (best) | 12.3s | nrefs:1|case:mixed|...``."""
+    best = " (best)" if improved else ""
+    return (
+        f"step {step} | valid loss {result['loss']:.3f} ppl {result['ppl']:.2f} | BLEU {result['bleu']:.2f} "
+        f"chrF {result['chrf']:.2f}{best} | {seconds:.1f}s | {result['bleu_signature']}"
+    )
