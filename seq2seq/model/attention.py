@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seq2seq.config import SCORES
+
 
 class Attention(nn.Module):
     """Masked softmax attention; subclasses define :meth:`score` (and :meth:`prepare`)."""
@@ -114,15 +116,16 @@ class ConcatScore(Attention):
 
 
 def build_attention(score: str, query_size: int, key_size: int, size: int = 256) -> Attention:
-    """The attention module for a score name (``attention.score`` in the config)."""
+    """The attention module for a score name (``attention.score`` in the config, one of :data:`SCORES`)."""
     if score in ("dot", "scaled_dot") and query_size != key_size:
         raise ValueError(f"{score} attention needs equal query and key sizes, got {query_size} and {key_size}")
-    if score == "dot":
-        return DotScore()
-    if score == "scaled_dot":
-        return ScaledDotScore(key_size)
-    if score == "general":
-        return GeneralScore(query_size, key_size)
-    if score == "concat":
-        return ConcatScore(query_size, key_size, size)
-    raise ValueError(f"unknown attention score {score!r}; choose dot, scaled_dot, general or concat")
+    builders = {
+        "dot": lambda: DotScore(),
+        "scaled_dot": lambda: ScaledDotScore(key_size),
+        "general": lambda: GeneralScore(query_size, key_size),
+        "concat": lambda: ConcatScore(query_size, key_size, size),
+    }
+    assert tuple(builders) == SCORES, "every score of seq2seq.config.SCORES has a module here"
+    if score not in builders:
+        raise ValueError(f"unknown attention score {score!r}; choose {', '.join(SCORES)}")
+    return builders[score]()
