@@ -102,3 +102,12 @@ def test_a_sweep_with_many_overrides_keeps_folder_names_short(corpus_root, tmp_p
     )  # job number + at most 100
     assert jobs[0].name != jobs[1].name and all((j / "best.pt").exists() for j in jobs)
     assert {__import__("json").loads((j / "config.json").read_text())["train"]["seed"] for j in jobs} == {1, 2}
+
+
+def test_every_subpackage_is_installed_by_a_plain_pip_install():
+    """pyproject lists packages explicitly: a wing missing there would ship a wheel that cannot import."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "seq2seq").rglob("__init__.py")}
+    assert listed == found

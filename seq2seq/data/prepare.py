@@ -49,7 +49,7 @@ def prepare_data(config: Config, vocab_state: dict | None = None) -> tuple[dict,
     ``vocab_state`` (a resumed run's) skips SentencePiece training; the returned state goes to
     :meth:`seq2seq.data.vocab.Vocab.from_state_dict`.
     """
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder that holds seq2seq/
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory(prefix="seq2seq-corpus-") as tmp:
         request, reply = Path(tmp, "request.pkl"), Path(tmp, "reply.pkl")

@@ -333,6 +333,12 @@ class Trainer:
             self._validate_and_save()  # also writes last.pt
         else:
             self._save_last()
+        if signalled and self.dist.is_main:
+            log.info(
+                "saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s",
+                self.out_dir / "last.pt",
+                self.out_dir,
+            )
         final = {
             "best/valid_bleu": progress.best_bleu,
             "best/step": float(progress.best_step),
@@ -351,11 +357,7 @@ class Trainer:
         """metrics.json, and the lines that say what to run next."""
         progress, out = self.progress, self.out_dir
         (out / "metrics.json").write_text(json.dumps({**final, "stop": stop, "step": progress.step}, indent=2))
-        if signalled:
-            log.info(
-                "saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s", out / "last.pt", out
-            )
-        elif progress.best_bleu >= 0:
+        if progress.best_bleu >= 0 and not signalled:
             best = out / "best.pt"
             log.info("best: %s (valid BLEU %.2f at step %d)", best, progress.best_bleu, progress.best_step)
             log.info("translate: seq2seq-translate --checkpoint %s", best)
