@@ -8,11 +8,13 @@ STEPS ?= 2000
 SEEDS ?= 1
 DEVICE ?=
 CONCAT ?= 1
+VARIANT ?= bahdanau
+PRECISION ?= fp32
 HOST ?= localhost
 PORT ?= 6006
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-browser lint format demo train eval bench peers length-study tensorboard clean
+.PHONY: help install test test-fast test-browser lint format demo train eval bench peers length-study profile tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +57,9 @@ length-study:  ## none/luong/bahdanau, equal updates, natural and long training,
 
 bench:  ## training/decoding speed, memory and MFU -> outputs/bench.json (CKPT=best.pt for decoding; DEVICE=cuda)
 	$(PYTHON) scripts/bench.py $(if $(CKPT),--ckpt $(CKPT)) $(if $(DEVICE),--device $(DEVICE))
+
+profile:  ## one training step of bench's peer model, op by op (VARIANT=bahdanau PRECISION=fp32) -> outputs/profile/
+	$(PYTHON) scripts/profile_step.py --variant $(VARIANT) --precision $(PRECISION)
 
 tensorboard:  ## the dashboards of every run under outputs/ (HOST=0.0.0.0 PORT=6006)
 	tensorboard --logdir outputs --host $(HOST) --port $(PORT)
