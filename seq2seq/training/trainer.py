@@ -72,7 +72,7 @@ class Trainer:
             self.progress, self.metrics = self.checkpoints.restore(resume)
             if self.dist.is_main:
                 self.checkpoints.repair_best(self.progress, self.metrics)
-        self._log_model()
+        log.info(_description(self))
         self.tracker = Tracker(out_dir if self.dist.is_main else None)
         self.signals = StopSignals()
         self.nonfinite = NonFinitePolicy(config.train)
@@ -124,18 +124,6 @@ class Trainer:
         self.average = WeightAverage(self.model, tc.ema) if tc.ema is not None else None
         self.time_budget = parse_duration(tc.max_time)  # training seconds in total, across resumes
         self.lr = LearningRate(self.optimizer, tc, self.time_budget)
-
-    def _log_model(self) -> None:
-        tc = self.config.train
-        log.info(
-            "model: attention=%s, %.2fM parameters, device %s, %s, %d threads%s",
-            self.config.attention.type,
-            sum(p.numel() for p in self.model.parameters()) / 1e6,
-            self.device,
-            self.precision if tc.precision != "auto" else f"{self.precision} (precision=auto)",
-            torch.get_num_threads(),
-            f", {self.dist.world} processes" if self.dist.enabled else "",
-        )
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -350,18 +338,8 @@ class Trainer:
         self.tracker.close()
         self.objective = Objective(self.model)  # release the DDP wrapper (and its hold on the process group)
         if self.dist.is_main:
-            self._report(final, stop, signalled)
+            _report(self.out_dir, progress, final, stop, signalled)
         return {**final, "stop": stop, "step": progress.step}
-
-    def _report(self, final: dict[str, float], stop: str, signalled: bool) -> None:
-        """metrics.json, and the lines that say what to run next."""
-        progress, out = self.progress, self.out_dir
-        (out / "metrics.json").write_text(json.dumps({**final, "stop": stop, "step": progress.step}, indent=2))
-        if progress.best_bleu >= 0 and not signalled:
-            best = out / "best.pt"
-            log.info("best: %s (valid BLEU %.2f at step %d)", best, progress.best_bleu, progress.best_step)
-            log.info("translate: seq2seq-translate --checkpoint %s", best)
-            log.info("evaluate:  make eval RUN=%s", out)
 
 
 def _hparams(config: Config) -> dict[str, Any]:
@@ -373,3 +351,25 @@ def _hparams(config: Config) -> dict[str, Any]:
                 flat[f"{section}.{key}"] = value
     flat["data.name"] = f"{config.data.name}:{config.data.src}-{config.data.tgt}"
     return flat
+
+
+def _report(out: Path, progress: Progress, final: dict[str, float], stop: str, signalled: bool) -> None:
+    """metrics.json, and the lines that say what to run next."""
+    (out / "metrics.json").write_text(json.dumps({**final, "stop": stop, "step": progress.step}, indent=2))
+    if progress.best_bleu >= 0 and not signalled:
+        best = out / "best.pt"
+        log.info("best: %s (valid BLEU %.2f at step %d)", best, progress.best_bleu, progress.best_step)
+        log.info("translate: seq2seq-translate --checkpoint %s", best)
+        log.info("evaluate:  make eval RUN=%s", out)
+
+
+def _description(trainer: Trainer) -> str:
+    """``model: attention=bahdanau, 3.12M parameters, device cpu, bf16 (precision=auto), 2 threads``."""
+    tc = trainer.config.train
+    precision = trainer.precision if tc.precision != "auto" else f"{trainer.precision} (precision=auto)"
+    n_params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
+    processes = f", {trainer.dist.world} processes" if trainer.dist.enabled else ""
+    return (
+        f"model: attention={trainer.config.attention.type}, {n_params:.2f}M parameters, device {trainer.device}, "
+        f"{precision}, {torch.get_num_threads()} threads{processes}"
+    )
