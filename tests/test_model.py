@@ -90,7 +90,7 @@ def test_rnn_step_matches_torch_lstm():
     state = dec.init_state(memory)
     x = torch.randn(3, 1, 16)
     out, (h, c) = dec.rnn(x, (state.h, state.c))
-    h2, c2 = dec.rnn_step(dec.input_gates(x[:, 0], memory), state)
+    h2, c2 = dec.rnn_step(dec.input_gates(x[:, 0], memory), state, dec.prepare(memory))
     torch.testing.assert_close(h2, h)
     torch.testing.assert_close(c2, c)
 

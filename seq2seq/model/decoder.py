@@ -28,7 +28,7 @@ from seq2seq.config import AttentionConfig, ModelConfig
 from seq2seq.data.vocab import PAD
 from seq2seq.model.attention import Attention, build_attention
 from seq2seq.model.encoder import Memory
-from seq2seq.model.lstm import Dropout, lstm_step, matmul_ready
+from seq2seq.model.lstm import Dropout, joint_weight, lstm_step, matmul_ready
 
 
 @dataclass
@@ -83,8 +83,6 @@ class Decoder(nn.Module):
         # per batch: autocast caches casts of whole weights only (and none under inference_mode)
         memory.embed_weight = matmul_ready(self.rnn.weight_ih_l0[:, : self.embedding_size])  # (4H, E)
         memory.gate_bias = self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0
-        if self.rnn.input_size > self.embedding_size:
-            memory.extra_weight = matmul_ready(self.rnn.weight_ih_l0[:, self.embedding_size :])  # (4H, I - E)
         return memory
 
     def init_state(self, memory: Memory) -> State:
@@ -100,13 +98,19 @@ class Decoder(nn.Module):
         """
         return F.linear(emb, memory.embed_weight, memory.gate_bias)
 
-    def rnn_step(self, gates_in: Tensor, state: State) -> tuple[Tensor, Tensor]:
+    def rnn_step(
+        self, gates_in: Tensor, state: State, memory: Memory, extra: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """One step of the stacked LSTM (:func:`~seq2seq.model.lstm.lstm_step`) -> new ``(h, c)``, each ``(L, B, H)``.
 
-        ``gates_in (B, 4H)``: :meth:`input_gates` of the step's embedding plus the share of the rest
-        of the input (context, summary or h~_{t-1}).
+        ``gates_in (B, 4H)``: :meth:`input_gates` of the step's embedding (plus the summary's share
+        for ``none``); ``extra (B, I - E)``: the rest of the LSTM input (a context vector or
+        h~_{t-1}), multiplied together with ``h_{t-1}`` by ``memory.joint_weight``.
         """
-        return lstm_step(self.rnn, gates_in, state.h, state.c)
+        if extra is None:
+            return lstm_step(self.rnn, gates_in, state.h, state.c)
+        joint = F.linear(torch.cat([extra, state.h[0]], -1), memory.joint_weight)  # (B, 4H)
+        return lstm_step(self.rnn, gates_in + joint, state.h, state.c, recurrent_included=True)
 
     def step(self, y_prev: Tensor, state: State, memory: Memory) -> tuple[Tensor, State, Tensor | None]:
         """One decoder step: ``y_prev (B,)`` -> readout input ``(B, R)``, new state, weights ``(B, S)`` or None."""
@@ -203,11 +207,12 @@ class PlainDecoder(ContextDecoder):
 
     def prepare(self, memory: Memory) -> Memory:
         memory = super().prepare(memory)
-        memory.extra_gates = F.linear(memory.summary, memory.extra_weight)  # the same at every step
+        summary_weight = matmul_ready(self.rnn.weight_ih_l0[:, self.embedding_size :])  # (4H, K)
+        memory.extra_gates = F.linear(memory.summary, summary_weight)  # the same at every step
         return memory
 
     def step_embedded(self, emb, pre, state, memory):
-        h, c = self.rnn_step(pre + memory.extra_gates, state)
+        h, c = self.rnn_step(pre + memory.extra_gates, state, memory)
         return torch.cat([h[-1], memory.summary, emb], -1), State(h, c), None
 
     def forward_parallel(self, tgt_in, memory):
@@ -225,9 +230,14 @@ class BahdanauDecoder(ContextDecoder):
     ``[s_t; c_t; y_{t-1}]`` (their Eq. 4 / A.2.2, with tanh in place of maxout).
     """
 
+    def prepare(self, memory: Memory) -> Memory:
+        memory = super().prepare(memory)
+        memory.joint_weight = joint_weight(self.rnn, self.embedding_size)  # (4H, K + H)
+        return memory
+
     def step_embedded(self, emb, pre, state, memory):
         context, weights = self.attention(state.h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
-        h, c = self.rnn_step(pre + F.linear(context, memory.extra_weight), state)  # context (B, K)
+        h, c = self.rnn_step(pre, state, memory, context)  # context (B, K)
         return torch.cat([h[-1], context, emb], -1), State(h, c), weights
 
 
@@ -256,10 +266,14 @@ class LuongDecoder(Decoder):
             state.feed = memory.summary.new_zeros(memory.summary.size(0), self.feature_size)
         return state
 
-    def step_embedded(self, emb, pre, state, memory):
+    def prepare(self, memory: Memory) -> Memory:
+        memory = super().prepare(memory)
         if self.input_feeding:
-            pre = pre + F.linear(state.feed, memory.extra_weight)
-        h, c = self.rnn_step(pre, state)
+            memory.joint_weight = joint_weight(self.rnn, self.embedding_size)  # (4H, D + H)
+        return memory
+
+    def step_embedded(self, emb, pre, state, memory):
+        h, c = self.rnn_step(pre, state, memory, state.feed)  # feed is None without input feeding
         context, weights = self.attention(h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
         out = torch.tanh(self.combine(torch.cat([context, h[-1]], -1)))  # h~_t (B, D)
         return out, State(h, c, self.dropout(out) if self.input_feeding else None), weights

@@ -30,8 +30,9 @@ class Memory:
     # Computed once per batch by Decoder.prepare, so that no decoder step repeats them:
     keys_proj: Tensor | None = None  # attention.prepare(states)
     extra_gates: Tensor | None = None  # (B, 4H): a constant extra LSTM input's share of the gates (none)
-    extra_weight: Tensor | None = None  # the first LSTM layer's input weight past the embedding's columns
-    embed_weight: Tensor | None = None  # ... and its embedding's columns (4H, E)
+    joint_weight: Tensor | None = None  # the first LSTM layer's input weight past the embedding's columns
+    # beside its recurrent weight (4H, I - E + H), lstm.joint_weight (Bahdanau, Luong input feeding)
+    embed_weight: Tensor | None = None  # ... and its input weight's embedding columns (4H, E)
     gate_bias: Tensor | None = None  # its two biases summed (4H,)
 
     def select(self, index: Tensor) -> Memory:
@@ -46,7 +47,7 @@ class Memory:
             self.summary.index_select(0, index),
             rows(self.keys_proj),
             rows(self.extra_gates),
-            self.extra_weight,  # weights, the same for every row
+            self.joint_weight,  # weights, the same for every row
             self.embed_weight,
             self.gate_bias,
         )

@@ -3,7 +3,8 @@
 - :func:`unpacked_lstm`: a (bi)LSTM over padded batches with one fused oneDNN call per layer and
   direction, where packed sequences would take PyTorch's generic per-step loop on a CPU;
 - :func:`lstm_step`: one step of a stacked LSTM from precomputed input gates, so that the
-  decoder's step loop multiplies only what depends on the recurrence;
+  decoder's step loop multiplies only what depends on the recurrence, in one matrix multiply
+  (:func:`joint_weight`);
 - :func:`matmul_ready`: a tensor cast once per batch to autocast's matmul dtype;
 - :class:`Dropout`: inverted dropout with a vectorised mask on CPU.
 
@@ -90,14 +91,27 @@ def unpacked_lstm(rnn: nn.LSTM, dropout: nn.Module, emb: Tensor, lens: Tensor, m
     return x * mask[:, :, None].to(x.dtype), torch.cat(finals, -1)
 
 
-def lstm_step(rnn: nn.LSTM, gates_in: Tensor, h0: Tensor, c0: Tensor) -> tuple[Tensor, Tensor]:
+def joint_weight(rnn: nn.LSTM, start: int) -> Tensor:
+    """The first layer's input weight from column ``start`` on, beside its recurrent weight: ``(4H, I - start + H)``.
+
+    A decoder step whose LSTM input has a part that depends on the recurrence (a context vector,
+    Luong's h~_{t-1}) multiplies ``[that part; h_{t-1}]`` by it: one matrix multiply per step
+    instead of two, and two in the backward pass instead of four.
+    """
+    return matmul_ready(torch.cat([rnn.weight_ih_l0[:, start:], rnn.weight_hh_l0], 1))
+
+
+def lstm_step(
+    rnn: nn.LSTM, gates_in: Tensor, h0: Tensor, c0: Tensor, recurrent_included: bool = False
+) -> tuple[Tensor, Tensor]:
     """One step of the stacked LSTM ``rnn`` -> new ``(h, c)``, each ``(L, B, H)``.
 
     ``gates_in (B, 4H)`` is the first layer's whole input times its input weight, biases included
-    (the decoder computes the embedding's share for all positions at once). Matches ``rnn`` over
-    a length-1 sequence, including dropout between layers.
+    (the decoder computes the embedding's share for all positions at once), and with
+    ``recurrent_included`` also ``h0[0]`` times the recurrent weight (see :func:`joint_weight`).
+    Matches ``rnn`` over a length-1 sequence, including dropout between layers.
     """
-    gates = gates_in + F.linear(h0[0], rnn.weight_hh_l0)  # (B, 4H), gate order i, f, g, o
+    gates = gates_in if recurrent_included else gates_in + F.linear(h0[0], rnn.weight_hh_l0)  # i, f, g, o
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c0[0] + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
