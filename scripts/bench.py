@@ -19,6 +19,11 @@ FLOP/s over the rate of a large matrix multiply of the same precision, measured 
 process. Decoding speed (greedy and beam 5 on test_2016_flickr, float32 and bf16 autocast)
 needs a trained checkpoint: ``--ckpt``, or the script first trains the peer Bahdanau model for
 ``--train-minutes``.
+
+When ``outputs/peers/opennmt.json`` exists (``make peers``), the script ends with the ratios to
+it, float32 against OpenNMT-py's float32 and bf16 against the same, and says how long before
+the peers were measured: this host's speed drifts, so only a pair measured back to back is a
+comparison.
 """
 
 from __future__ import annotations
@@ -35,6 +40,18 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+PEERS = REPO / "outputs" / "peers" / "opennmt.json"
+# (our figure, OpenNMT-py's figure) for each comparison: paths into bench.json and opennmt.json
+PEER_PAIRS = {
+    "bahdanau / additive, tgt tok/s": (("train", "bahdanau", "tgt_tok_per_s"), ("train", "additive", "tgt_tok_per_s")),
+    "luong input feeding / general": (
+        ("train", "luong_input_feed", "tgt_tok_per_s"),
+        ("train", "general", "tgt_tok_per_s"),
+    ),
+    "luong fast path / general": (("train", "luong", "tgt_tok_per_s"), ("train", "general", "tgt_tok_per_s")),
+    "greedy test2016, sent/s": (("decode", "greedy_sent_per_s"), ("decode", "greedy", "sent_per_s")),
+    "beam 5 test2016, sent/s": (("decode", "beam5_sent_per_s"), ("decode", "beam5", "sent_per_s")),
+}
 
 PEER = [
     "model.embedding_size=256",
@@ -235,6 +252,49 @@ def decode_figures(ckpt: Path, device: str, precisions: tuple[str, ...] = ("fp32
     return figures
 
 
+def _lookup(tree: dict, path: tuple[str, ...]):
+    for key in path:
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
+def peer_ratios(report: dict, peers: dict) -> dict:
+    """Ours over OpenNMT-py's float32 for each of :data:`PEER_PAIRS`: ``{name: {"fp32": r, "bf16": r}}``."""
+    ratios = {}
+    for name, (ours, theirs) in PEER_PAIRS.items():
+        peer = _lookup(peers, theirs)
+        if not peer:
+            continue
+        fp32, bf16 = _lookup(report, ours), _lookup(report, (*ours[:-1], ours[-1] + "_bf16"))
+        ratios[name] = {
+            "opennmt_fp32": peer,
+            "fp32": None if fp32 is None else fp32 / peer,
+            "bf16": None if bf16 is None else bf16 / peer,
+        }
+    return ratios
+
+
+def print_peer_ratios(report: dict) -> None:
+    """Add and print the ratios to ``make peers``' figures, when there are any."""
+    if not PEERS.is_file():
+        print("no outputs/peers/opennmt.json: run make peers just before for the ratios to OpenNMT-py")
+        return
+    try:
+        peers = json.loads(PEERS.read_text())
+    except json.JSONDecodeError as error:
+        print(f"{PEERS} is not JSON ({error}); run make peers again for the ratios to OpenNMT-py")
+        return
+    age = (time.time() - PEERS.stat().st_mtime) / 60
+    ratios = peer_ratios(report, peers)
+    report["against_opennmt"] = {"peers_measured_minutes_before": round(age), "ratios": ratios}
+    print(f"against OpenNMT-py 3.5.1 float32 ({PEERS.relative_to(REPO)}, written {age:,.0f} minutes before):")
+    for name, r in ratios.items():
+        print(
+            f"  {name:<32} OpenNMT-py {r['opennmt_fp32']:>7,.0f}   ours fp32 {_figure(r['fp32'], '.2f')}x"
+            f"   bf16 {_figure(r['bf16'], '.2f')}x"
+        )
+
+
 def train_checkpoint(minutes: float, device: str) -> Path:
     """Train the peer Bahdanau model for a few minutes on ``device`` (reused by later runs of bench)."""
     out = REPO / "outputs" / ("bench-model" if device == "cpu" else f"bench-model-{device.replace(':', '')}")
@@ -356,6 +416,8 @@ def main() -> int:
         f"beam 5 {d['beam5_sent_per_s']:,.0f} / {_figure(d.get('beam5_sent_per_s_bf16'))}; "
         f"mean output {d['mean_output_len']:.1f} / {_figure(d.get('mean_output_len_bf16'), '.1f')} tokens"
     )
+    if device.type == "cpu":  # the peers are measured on this CPU
+        print_peer_ratios(report)
     report["seconds"] = time.monotonic() - started
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -1,0 +1,52 @@
+"""``make bench``'s comparison with ``make peers``: which figure is divided by which."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import bench  # noqa: E402
+
+PEERS = {
+    "train": {"additive": {"tgt_tok_per_s": 4000.0}, "general": {"tgt_tok_per_s": 5000.0}},
+    "decode": {"greedy": {"sent_per_s": 500.0}, "beam5": {"sent_per_s": 200.0}},
+}
+
+
+def report(bf16: bool) -> dict:
+    half = (lambda x: 2 * x) if bf16 else (lambda x: None)
+    train = {
+        name: {"tgt_tok_per_s": tok, "tgt_tok_per_s_bf16": half(tok)}
+        for name, tok in [("bahdanau", 6000.0), ("luong_input_feed", 5500.0), ("luong", 7500.0), ("none", 9000.0)]
+    }
+    decode = {"greedy_sent_per_s": 1000.0, "greedy_sent_per_s_bf16": half(1000.0), "beam5_sent_per_s": 300.0}
+    decode["beam5_sent_per_s_bf16"] = half(300.0)
+    return {"train": train, "decode": decode}
+
+
+@pytest.mark.parametrize("bf16", [True, False])
+def test_bench_divides_each_of_our_figures_by_its_opennmt_counterpart(bf16):
+    ratios = bench.peer_ratios(report(bf16), PEERS)
+    expected = {
+        "bahdanau / additive, tgt tok/s": (4000, 1.5),
+        "luong input feeding / general": (5000, 1.1),
+        "luong fast path / general": (5000, 1.5),
+        "greedy test2016, sent/s": (500, 2.0),
+        "beam 5 test2016, sent/s": (200, 1.5),
+    }
+    assert set(ratios) == set(expected)
+    for name, (peer, fp32) in expected.items():
+        assert ratios[name]["opennmt_fp32"] == peer
+        assert ratios[name]["fp32"] == pytest.approx(fp32)
+        # bf16 against OpenNMT-py's float32, or None where this CPU has no bf16
+        assert ratios[name]["bf16"] == (pytest.approx(2 * fp32) if bf16 else None)
+
+
+def test_bench_skips_a_comparison_the_peers_file_lacks():
+    peers = {"train": PEERS["train"]}  # an interrupted make peers: no decoding figures
+    assert set(bench.peer_ratios(report(True), peers)) == {
+        "bahdanau / additive, tgt tok/s",
+        "luong input feeding / general",
+        "luong fast path / general",
+    }
