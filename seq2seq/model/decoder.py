@@ -29,6 +29,7 @@ from seq2seq.data.vocab import PAD
 from seq2seq.model.attention import Attention, build_attention
 from seq2seq.model.encoder import Memory
 from seq2seq.model.lstm import Dropout, joint_weight, lstm_step, matmul_ready
+from seq2seq.model.recurrence import bahdanau_loop, fused_loop_applies, luong_feed_loop
 
 
 @dataclass
@@ -146,32 +147,56 @@ class Decoder(nn.Module):
         width, steps = tgt_in.size(1), int((tgt_in != PAD).sum(1).max())  # one host sync per batch
         tgt_in = tgt_in[:, :steps]
         state = self.init_state(memory)
-        outs, weights = [], []
         if teacher_forcing >= 1.0:  # every input is known: embed and project them all at once
             emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
             pre = self.input_gates(emb, memory)  # (B, T, 4H)
-            # unbind, not [:, t]: each indexing op's backward would write a full (B, T, .) gradient
-            for emb_t, pre_t in zip(emb.unbind(1), pre.unbind(1)):
-                out, state, w = self.step_embedded(emb_t, pre_t, state, memory)
-                outs.append(out)
-                weights.append(w)
+            fused = self.fused_loop(emb, pre, state, memory) if self.fuse and fused_loop_applies(memory) else None
+            if fused is not None:
+                features, attn = self.readout(fused[0]), fused[1]  # (B, T, D), (B, T, S)
+            else:
+                features, attn = self._step_loop(emb, pre, state, memory)
         else:
-            y = tgt_in[:, 0]
-            for t in range(tgt_in.size(1)):
-                if t > 0:
-                    with torch.no_grad():
-                        guess = generator(self.readout(outs[-1])).argmax(-1)  # (B,)
-                    keep = torch.rand(guess.shape, device=guess.device) < teacher_forcing
-                    y = torch.where(keep, tgt_in[:, t], guess)
-                out, state, w = self.step(y, state, memory)
-                outs.append(out)
-                weights.append(w)
-        features = self.readout(torch.stack(outs, dim=1))  # (B, T, D): one readout after the loop
-        attn = None if weights[0] is None else torch.stack(weights, dim=1)  # (B, T, S)
+            features, attn = self._guided_loop(tgt_in, state, memory, teacher_forcing, generator)
         if steps < width:
             features = F.pad(features, (0, 0, 0, width - steps))
             attn = None if attn is None else F.pad(attn, (0, 0, 0, width - steps))
         return features, attn
+
+    fuse = True  # False: the teacher-forced loop always runs step by step (tests compare the two)
+
+    def fused_loop(self, emb: Tensor, pre: Tensor, state: State, memory: Memory) -> tuple[Tensor, Tensor] | None:
+        """The teacher-forced loop as one autograd function (:mod:`seq2seq.model.recurrence`):
+        readout input ``(B, T, R)`` and weights ``(B, T, S)``, or None where this wiring has none."""
+        return None
+
+    def _step_loop(self, emb: Tensor, pre: Tensor, state: State, memory: Memory) -> tuple[Tensor, Tensor | None]:
+        """The teacher-forced loop, one :meth:`step_embedded` per target position under autograd."""
+        outs, weights = [], []
+        # unbind, not [:, t]: each indexing op's backward would write a full (B, T, .) gradient
+        for emb_t, pre_t in zip(emb.unbind(1), pre.unbind(1)):
+            out, state, w = self.step_embedded(emb_t, pre_t, state, memory)
+            outs.append(out)
+            weights.append(w)
+        return self._collect(outs, weights)
+
+    def _guided_loop(self, tgt_in, state, memory, teacher_forcing: float, generator) -> tuple[Tensor, Tensor | None]:
+        """Each input the reference token with probability ``teacher_forcing``, else the previous argmax."""
+        outs, weights = [], []
+        y = tgt_in[:, 0]
+        for t in range(tgt_in.size(1)):
+            if t > 0:
+                with torch.no_grad():
+                    guess = generator(self.readout(outs[-1])).argmax(-1)  # (B,)
+                keep = torch.rand(guess.shape, device=guess.device) < teacher_forcing
+                y = torch.where(keep, tgt_in[:, t], guess)
+            out, state, w = self.step(y, state, memory)
+            outs.append(out)
+            weights.append(w)
+        return self._collect(outs, weights)
+
+    def _collect(self, outs: list[Tensor], weights: list[Tensor | None]) -> tuple[Tensor, Tensor | None]:
+        features = self.readout(torch.stack(outs, dim=1))  # (B, T, D): one readout after the loop
+        return features, None if weights[0] is None else torch.stack(weights, dim=1)  # (B, T, S)
 
 
 class ContextDecoder(Decoder):
@@ -235,6 +260,12 @@ class BahdanauDecoder(ContextDecoder):
         memory.joint_weight = joint_weight(self.rnn, self.embedding_size)  # (4H, K + H)
         return memory
 
+    def fused_loop(self, emb, pre, state, memory):
+        if self.layers != 1:
+            return None
+        states, contexts, weights = bahdanau_loop(pre, memory, state.h[0], state.c[0], self.attention)
+        return torch.cat([states, contexts, emb], -1), weights
+
     def step_embedded(self, emb, pre, state, memory):
         context, weights = self.attention(state.h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
         h, c = self.rnn_step(pre, state, memory, context)  # context (B, K)
@@ -271,6 +302,13 @@ class LuongDecoder(Decoder):
         if self.input_feeding:
             memory.joint_weight = joint_weight(self.rnn, self.embedding_size)  # (4H, D + H)
         return memory
+
+    def fused_loop(self, emb, pre, state, memory):
+        if self.layers != 1 or not self.input_feeding:
+            return None
+        steps, batch = pre.size(1), pre.size(0)
+        drop = self.dropout.mask((steps, batch, self.feature_size), pre.dtype)  # on each h~ fed back
+        return luong_feed_loop(pre, memory, state.h[0], state.c[0], self.combine.weight, drop, self.attention)
 
     def step_embedded(self, emb, pre, state, memory):
         h, c = self.rnn_step(pre, state, memory, state.feed)  # feed is None without input feeding

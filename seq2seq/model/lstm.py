@@ -46,13 +46,19 @@ class Dropout(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {p}")
         self.p = p
 
+    def mask(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor | None:
+        """The scaled keep-mask (0 or ``1 / (1 - p)``) that :meth:`forward` multiplies a CPU tensor of
+        ``shape`` by, for code that applies it itself; None when dropout is off."""
+        if not self.training or self.p == 0.0:
+            return None
+        return (torch.rand(shape) >= self.p).to(dtype).mul_(1.0 / (1.0 - self.p))
+
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, True)
-        mask = (torch.rand(x.shape) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
-        return x * mask
+        return x * self.mask(x.shape, x.dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
