@@ -6,8 +6,8 @@ The autograd graph of the composite (log_softmax, gather, mean) makes four passe
 ``(N, V)`` logits in the backward pass and is a sixth of a training step on CPU. Its gradient
 has a closed form, ``softmax(x) - (1 - eps) * onehot(y) - eps / V``, computed here in place.
 
-Training and validation go one step further (:func:`generator_loss`): the output layer and the
-loss run together over chunks of 128 target positions, so the float32 logits and log-probabilities of
+Training and validation go one step further (:func:`generator_loss`): only the real (non-PAD)
+target positions reach the output layer, and the output layer and the loss run together over chunks of 128 target positions, so the float32 logits and log-probabilities of
 the whole batch never exist, only each chunk's, which stay in cache; what is kept for the
 backward pass is the logits' gradient in the matmul dtype.
 
@@ -35,19 +35,20 @@ log = logging.getLogger("seq2seq")
 CHUNK = 128  # target positions per chunk of generator_loss: (128, V) float32 is ~2 MB at V = 4k
 
 
-def _loss_terms(logp: Tensor, target: Tensor, smoothing: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Summed loss, summed NLL and the PAD mask ``(N,)`` of log-probabilities ``(N, V)`` against ``target (N,)``."""
-    mask = (target != PAD).to(logp.dtype)
+def _loss_terms(logp: Tensor, target: Tensor, smoothing: float) -> tuple[Tensor, Tensor]:
+    """Summed loss and summed NLL of log-probabilities ``(N, V)`` against ``target (N,)`` (no PAD)."""
     nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)  # (N,)
     loss = (1.0 - smoothing) * nll - smoothing * logp.mean(dim=-1)
-    return (loss * mask).sum(), (nll * mask).sum(), mask
+    return loss.sum(), nll.sum()
 
 
-def _logits_grad_(logp: Tensor, target: Tensor, mask: Tensor, smoothing: float) -> Tensor:
-    """d loss / d logits ``softmax - (1 - eps) onehot - eps / V`` (0 at PAD), written over ``logp``."""
-    grad = logp.exp_().sub_(smoothing / logp.size(1))
+def _logits_grad(logp: Tensor, target: Tensor, smoothing: float, out: Tensor) -> None:
+    """d loss / d logits ``softmax - (1 - eps) onehot - eps / V`` into ``out`` (``logp`` may be overwritten)."""
+    grad = torch.exp(logp, out=out) if out.dtype == logp.dtype else logp.exp_()
+    grad.sub_(smoothing / logp.size(1))
     grad.scatter_add_(1, target.unsqueeze(1), grad.new_full((grad.size(0), 1), smoothing - 1.0))
-    return grad.mul_(mask.unsqueeze(1))
+    if grad is not out:
+        out.copy_(grad)
 
 
 class _GeneratorCrossEntropy(torch.autograd.Function):
@@ -65,11 +66,11 @@ class _GeneratorCrossEntropy(torch.autograd.Function):
             for start in range(0, rows, chunk):
                 logp = torch.log_softmax(F.linear(features[start : start + chunk], weight, bias).float(), dim=-1)
                 t = target[start : start + chunk]
-                loss_t, nll_t, mask = _loss_terms(logp, t, smoothing)
+                loss_t, nll_t = _loss_terms(logp, t, smoothing)
                 loss += loss_t
                 nll += nll_t
                 if grad is not None:
-                    grad[start : start + chunk] = _logits_grad_(logp, t, mask, smoothing)
+                    _logits_grad(logp, t, smoothing, grad[start : start + chunk])
         if grad is not None:
             ctx.save_for_backward(features, weight, grad)
         ctx.has_bias = bias is not None
@@ -97,10 +98,14 @@ def generator_loss(
     in its dtype, as ``generator`` would, and the softmax in float32. Without autograd (validation)
     the logits' gradient is neither computed nor kept: the memory is one chunk's.
     """
-    rows = matmul_ready(features.reshape(-1, features.size(-1)))
+    rows, target = features.reshape(-1, features.size(-1)), target.reshape(-1)
+    real = (target != PAD).nonzero().squeeze(1)  # one host sync; padding never reaches the output layer
+    if real.numel() < target.numel():
+        rows, target = rows.index_select(0, real), target.index_select(0, real)
+    rows = matmul_ready(rows)
     weight, bias = matmul_ready(generator.weight), generator.bias
     backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (rows, weight, bias))
-    return _GeneratorCrossEntropy.apply(rows, weight, bias, target.reshape(-1), smoothing, chunk, backward)
+    return _GeneratorCrossEntropy.apply(rows, weight, bias, target, smoothing, chunk, backward)
 
 
 class Objective(nn.Module):
