@@ -196,19 +196,26 @@ def test_teacher_forcing_below_one_trains_on_own_predictions():
 
 
 def test_dropout_matches_nn_dropout_in_distribution():
-    """The CPU dropout draws its mask differently from nn.Dropout; what it computes is the same."""
+    """The CPU dropout draws its mask differently from nn.Dropout; what it computes is the same,
+    with p rounded to a multiple of 2^-16 and the scale following it (the expectation is exact)."""
     torch.manual_seed(0)
     drop = Dropout(0.3)
+    kept_p = 1.0 - drop.threshold / 65536
+    assert abs(kept_p - 0.7) <= 2**-17 and drop.scale == pytest.approx(1.0 / kept_p, rel=1e-12)
     x = torch.rand(400, 500) + 0.5  # no zeros of its own
     x.requires_grad_(True)
     y = drop(x)
     kept = y != 0
     assert abs(kept.float().mean().item() - 0.7) < 0.005  # 200k draws: the standard error is 0.001
-    torch.testing.assert_close(y[kept], x[kept] / 0.7)  # survivors scaled by 1 / (1 - p)
+    torch.testing.assert_close(y[kept], x[kept] / kept_p)  # survivors scaled by 1 / (1 - p)
+    torch.testing.assert_close(y.mean(), x.mean(), rtol=0.01, atol=0)  # unbiased: E[y] = x
     y.sum().backward()
-    torch.testing.assert_close(x.grad, kept.float() / 0.7)  # the gradient goes through the same mask
+    torch.testing.assert_close(x.grad, kept.float() / kept_p)  # the gradient goes through the same mask
     assert not torch.equal(kept, drop(x) != 0)  # a fresh mask per call
     drop.eval()
     assert drop(x) is x
     with pytest.raises(ValueError, match="dropout"):
         Dropout(1.0)
+    for p in (0.1, 0.2, 0.5, 0.9):  # every cell of 16 bits is equally likely: the kept share is 1 - p
+        share = (Dropout(p).mask((256, 1024), torch.float32) != 0).float().mean().item()
+        assert abs(share - (1 - p)) < 0.005, p

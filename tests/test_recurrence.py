@@ -100,7 +100,7 @@ def test_luong_fused_loop_draws_dropout_on_the_fed_back_state():
     drop.mask = recording_mask
     _, _, got = loss_and_grads(model, fuse=True)
     (fed,) = [m for m in masks if m.shape == (8, 4, 20)]  # (T, B, D): one per step and sentence
-    assert torch.unique(fed).tolist() == [0.0, torch.tensor(1.0 / 0.6).item()]
+    assert torch.unique(fed).tolist() == [0.0, torch.tensor(drop.scale).item()]  # 1 / (1 - p)
     assert 0.25 < (fed == 0).float().mean() < 0.55
 
     # the step loop given the same masks: the embeddings' and the readout's by shape, and each
