@@ -13,7 +13,11 @@ else H). The initial state comes from the encoder summary through a bridge, s0 =
 Each decoder has a per-step :meth:`Decoder.step` (used by greedy and beam search, and by training
 with a teacher-forcing ratio below 1) and a :meth:`Decoder.forward` over the whole target side.
 ``none`` and Luong without input feeding run ``forward`` as one fused LSTM call with no Python
-loop over target positions; the test suite checks that fast path against the step loop.
+loop over target positions; the test suite checks that fast path against the step loop. Bahdanau
+and Luong with input feeding keep the loop, but in float32 on a CPU with one decoder layer it
+runs as one autograd function (:mod:`seq2seq.model.recurrence`: backward through time by hand,
+weight gradients after the loop), pinned to the step loop, gradients included, by
+``tests/test_recurrence.py``.
 """
 
 from __future__ import annotations
