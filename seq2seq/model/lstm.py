@@ -130,6 +130,8 @@ def lstm_step(
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c0[0] + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
+    if rnn.num_layers == 1:  # a view, where stacking one tensor would copy it
+        return h.unsqueeze(0), c.unsqueeze(0)
     hs, cs = [h], [c]
     for layer in range(1, rnn.num_layers):
         x = F.dropout(hs[-1], rnn.dropout, rnn.training)
