@@ -127,3 +127,49 @@ def test_the_step_loop_runs_where_the_fused_loop_does_not_apply(case, monkeypatc
         return
     logits, _ = model(src, src_lens, tgt_in, teacher_forcing=forcing)
     assert logits.shape == (4, 8, V_TGT) and not ran
+
+
+@pytest.mark.parametrize("loop", ["bahdanau", "luong"])
+@pytest.mark.parametrize("additive", [True, False])
+def test_fused_loops_pass_gradcheck_in_float64(loop, additive):
+    """Finite differences against the hand-written backward pass, every input at once (float64)."""
+    g = torch.Generator().manual_seed(3)
+    batch, steps, length, hidden, size = 3, 4, 5, 4, 6  # keys_proj is (B, S, A) additive, (B, S, H) dot
+
+    def rand(*shape):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+
+    memory, feature = 7, 5
+    pre, values = rand(batch, steps, 4 * hidden), rand(batch, length, memory)
+    keys = rand(batch, length, size if additive else hidden)
+    pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2, [False] + [True] * 4])
+    h0, c0 = rand(batch, hidden), rand(batch, hidden)
+    query_weight, energy = (rand(size, hidden), rand(size)) if additive else (None, None)
+    if loop == "bahdanau":
+        joint = rand(4 * hidden, memory + hidden)
+        inputs = (pre, values, keys, pad, h0, c0, joint, query_weight, energy, additive, 0.7)
+        function = recurrence._BahdanauLoop.apply
+    else:
+        joint, combine = rand(4 * hidden, feature + hidden), rand(feature, memory + hidden)
+        drop = (torch.rand(steps, batch, feature, generator=g) > 0.3).double() / 0.7
+        inputs = (pre, values, keys, pad, h0, c0, joint, combine, drop, query_weight, energy, additive, 0.7)
+        function = recurrence._LuongFeedLoop.apply
+    assert torch.autograd.gradcheck(function, inputs, eps=1e-6, atol=1e-5)
+
+
+def test_the_energy_buffers_are_reused_once_a_pass_is_done_with_them():
+    """The additive loop's (T, B, S, A) buffers go back to the pool when the graph is freed, so the
+    next batch writes into memory it already has; a pass still in flight keeps its own."""
+    model = make("bahdanau", "concat")
+    src, src_lens, tgt_in, _ = batch()
+    recurrence._POOL.free.clear()
+    logits = model(src, src_lens, tgt_in)[0]  # (the attention output would hold the graph too)
+    first = model(src, src_lens, tgt_in)[0]  # in flight beside the first: its own buffers
+    logits.sum().backward()
+    del logits, first
+    pooled = recurrence._POOL.free["energy"].data_ptr()
+    again = model(src, src_lens, tgt_in)[0]
+    assert "energy" not in recurrence._POOL.free  # taken by the pass in flight
+    again.sum().backward()
+    del again
+    assert recurrence._POOL.free["energy"].data_ptr() == pooled and "d_energy" in recurrence._POOL.free

@@ -24,6 +24,7 @@ size of the keys a dot-product score compares a query with (``keys_proj``).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -106,9 +107,8 @@ class _Pool:
 
     A loop's large buffers (the additive energies are ``T * B * S * A`` floats, 10-20 MB) would
     otherwise be fresh memory every batch, whose pages the kernel maps and zeroes on first touch.
-    A buffer is taken out of the pool while a pass uses it and put back when the backward pass is
-    done with it, so two passes in flight never share one; one that is never put back (a forward
-    pass without backward) is simply garbage-collected.
+    A buffer is taken out of the pool while a pass uses it and put back when the pass's autograd
+    node is freed (after its backward passes, or unused), so two passes in flight never share one.
     """
 
     def __init__(self):
@@ -123,12 +123,17 @@ class _Pool:
             flat = like.new_empty(size)
         return flat[:size].view(shape)
 
-    def give(self, name: str, buffer: Tensor | None) -> None:
-        if buffer is not None:
-            base = buffer if buffer._base is None else buffer._base
-            held = self.free.get(name)
-            if held is None or held.numel() < base.numel():
-                self.free[name] = base
+    def lend(self, owner: object, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """:meth:`take`, given back to the pool when ``owner`` is garbage-collected."""
+        buffer = self.take(name, shape, like)
+        weakref.finalize(owner, self.give, name, buffer)
+        return buffer
+
+    def give(self, name: str, buffer: Tensor) -> None:
+        base = buffer if buffer._base is None else buffer._base
+        held = self.free.get(name)
+        if held is None or held.numel() < base.numel():
+            self.free[name] = base
 
 
 _POOL = _Pool()
@@ -154,8 +159,10 @@ class _AttentionBuffers:
     def allocate(cls, score: Score, values: Tensor, keys_proj: Tensor, pad: Tensor, steps: int) -> _AttentionBuffers:
         batch, length = values.shape[:2]
         weights = values.new_empty(steps, batch, length)
-        energy = _POOL.take("energy", (steps, batch, length, keys_proj.size(2)), values) if score.additive else None
-        return cls(score, values, keys_proj, pad, weights, energy)
+        buffers = cls(score, values, keys_proj, pad, weights, None)
+        if score.additive:
+            buffers.energy = _POOL.lend(buffers, "energy", (steps, batch, length, keys_proj.size(2)), values)
+        return buffers
 
     def attend(self, t: int, query: Tensor) -> Tensor:
         """Step ``t``'s attention for ``query (B, H)``: keeps the weights, returns the context ``(B, K)``."""
@@ -174,12 +181,10 @@ class _AttentionBuffers:
         return torch.bmm(weights.unsqueeze(1), self.values).squeeze(1)  # (B, K)
 
     def start_backward(self) -> None:
-        if self.score.additive and self.energy is None:
-            raise RuntimeError("the fused decoder loop runs its backward pass once (retain_graph is not supported)")
         self.d_scores = torch.empty_like(self.weights)
         if self.score.additive:
             steps, batch, length, size = self.energy.shape
-            self.d_energy = _POOL.take("d_energy", (steps, batch, length, size), self.energy)
+            self.d_energy = _POOL.lend(self, "d_energy", (steps, batch, length, size), self.energy)
             self.d_query = self.energy.new_empty(steps, batch, size)
 
     def backward(self, t: int, d_context: Tensor, d_weights_extra: Tensor | None) -> Tensor:
@@ -201,8 +206,7 @@ class _AttentionBuffers:
 
     def grads(self, d_contexts: Tensor, queries: Tensor) -> tuple[Tensor, ...]:
         """After the loop: gradients of values ``(B, S, K)``, keys_proj, the query weight and ``v``
-        from every step's context gradient ``d_contexts (T, B, K)`` and query ``queries (T, B, H)``;
-        the pool gets its buffers back."""
+        from every step's context gradient ``d_contexts (T, B, K)`` and query ``queries (T, B, H)``."""
         steps, batch = d_contexts.shape[:2]
         d_values = torch.bmm(self.weights.permute(1, 2, 0), d_contexts.transpose(0, 1))  # sum_t w_t (x) dc_t
         if not self.score.additive:  # scores = scale * keys_proj q: d keys_proj = sum_t ds_t (x) q_t
@@ -213,9 +217,6 @@ class _AttentionBuffers:
         d_q = self.d_query.view(steps * batch, size)  # (T B, A): d (W_q q)
         d_query_weight = torch.mm(d_q.t(), queries.reshape(steps * batch, -1))  # (A, H)
         d_v = torch.mv(self.energy.view(-1, size).t(), self.d_scores.view(-1))  # sum ds * tanh(.)
-        _POOL.give("energy", self.energy)
-        _POOL.give("d_energy", self.d_energy)
-        self.energy = self.d_energy = None
         return d_values, d_keys, d_query_weight, d_v
 
 
