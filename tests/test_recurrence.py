@@ -173,3 +173,18 @@ def test_the_energy_buffers_are_reused_once_a_pass_is_done_with_them():
     again.sum().backward()
     del again
     assert recurrence._POOL.free["energy"].data_ptr() == pooled and "d_energy" in recurrence._POOL.free
+
+
+def test_training_after_an_inference_mode_pass_of_any_size():
+    """Validation and decoding run under inference mode, with larger batches than training: the
+    training pass after them must get buffers it can write (regression: a pooled inference tensor)."""
+    model = make("bahdanau", "concat")
+    src, src_lens, tgt_in, _ = batch()
+    recurrence._POOL.free.clear()
+    with torch.inference_mode():  # a validation batch, bigger than the training one
+        model(src.repeat(3, 1), src_lens.repeat(3), tgt_in.repeat(3, 1))
+    for _ in range(2):
+        logits = model(src, src_lens, tgt_in)[0]
+        logits.sum().backward()
+        del logits
+    assert recurrence._POOL.free["energy"].dim() == 1 and not recurrence._POOL.free["energy"].is_inference()

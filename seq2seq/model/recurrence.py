@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from seq2seq.model.attention import Attention, ConcatScore, DotScore, GeneralScore, ScaledDotScore
 
@@ -114,26 +115,27 @@ class _Pool:
     def __init__(self):
         self.free: dict[str, Tensor] = {}
 
-    def take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    def lend(self, owner: object, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """A buffer of ``shape`` for ``owner``'s pass, back in the pool when ``owner`` is garbage-collected.
+
+        Under inference mode (decoding, validation) the pool stays out of it: a tensor made there
+        cannot be written outside it.
+        """
+        if torch.is_inference_mode_enabled():
+            return like.new_empty(shape)
         size = 1
         for n in shape:
             size *= n
         flat = self.free.pop(name, None)
         if flat is None or flat.numel() < size or flat.dtype != like.dtype or flat.device != like.device:
             flat = like.new_empty(size)
+        weakref.finalize(owner, self._put, name, flat)
         return flat[:size].view(shape)
 
-    def lend(self, owner: object, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        """:meth:`take`, given back to the pool when ``owner`` is garbage-collected."""
-        buffer = self.take(name, shape, like)
-        weakref.finalize(owner, self.give, name, buffer)
-        return buffer
-
-    def give(self, name: str, buffer: Tensor) -> None:
-        base = buffer if buffer._base is None else buffer._base
+    def _put(self, name: str, flat: Tensor) -> None:
         held = self.free.get(name)
-        if held is None or held.numel() < base.numel():
-            self.free[name] = base
+        if held is None or held.numel() < flat.numel():
+            self.free[name] = flat
 
 
 _POOL = _Pool()
@@ -247,6 +249,7 @@ class _BahdanauLoop(torch.autograd.Function):
         return states.transpose(0, 1), contexts.transpose(0, 1), att.weights.transpose(0, 1)
 
     @staticmethod
+    @once_differentiable  # the backward pass is written out, not differentiable again
     def backward(ctx, d_states, d_contexts_out, d_weights):
         (joint,) = ctx.saved_tensors
         att, (xs, act, cells, tanh_cells) = ctx.att, ctx.buffers
@@ -310,6 +313,7 @@ class _LuongFeedLoop(torch.autograd.Function):
         return outs.transpose(0, 1), att.weights.transpose(0, 1)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, d_outs, d_weights):
         joint, combine = ctx.saved_tensors
         att, (xs, zs, outs, act, cells, tanh_cells, drop) = ctx.att, ctx.buffers
