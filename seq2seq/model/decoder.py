@@ -57,6 +57,7 @@ class Decoder(nn.Module):
     """
 
     parallel = False  # True when forward_parallel exists
+    fuse = True  # False: the teacher-forced loop always runs step by step (tests compare the two)
 
     def __init__(self, vocab_size: int, memory_size: int, feature_size: int, cfg: ModelConfig):
         super().__init__()
@@ -165,8 +166,6 @@ class Decoder(nn.Module):
             features = F.pad(features, (0, 0, 0, width - steps))
             attn = None if attn is None else F.pad(attn, (0, 0, 0, width - steps))
         return features, attn
-
-    fuse = True  # False: the teacher-forced loop always runs step by step (tests compare the two)
 
     def fused_loop(self, emb: Tensor, pre: Tensor, state: State, memory: Memory) -> tuple[Tensor, Tensor] | None:
         """The teacher-forced loop as one autograd function (:mod:`seq2seq.model.recurrence`):

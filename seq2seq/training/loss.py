@@ -7,9 +7,10 @@ The autograd graph of the composite (log_softmax, gather, mean) makes four passe
 has a closed form, ``softmax(x) - (1 - eps) * onehot(y) - eps / V``, computed here in place.
 
 Training and validation go one step further (:func:`generator_loss`): only the real (non-PAD)
-target positions reach the output layer, and the output layer and the loss run together over chunks of 128 target positions, so the float32 logits and log-probabilities of
-the whole batch never exist, only each chunk's, which stay in cache; what is kept for the
-backward pass is the logits' gradient in the matmul dtype.
+target positions reach the output layer, and the output layer and the loss run together over
+chunks of 128 of them, so the float32 logits and log-probabilities of the whole batch never
+exist, only each chunk's, which stay in cache; what is kept for the backward pass is the logits'
+gradient in the matmul dtype.
 
 :class:`NonFinitePolicy` decides what a NaN/inf loss does to the run (``train.nonfinite``).
 """
