@@ -155,7 +155,8 @@ class Decoder(nn.Module):
         if teacher_forcing >= 1.0:  # every input is known: embed and project them all at once
             emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
             pre = self.input_gates(emb, memory)  # (B, T, 4H)
-            fused = self.fused_loop(emb, pre, state, memory) if self.fuse and fused_loop_applies(memory) else None
+            fusable = self.fuse and self.layers == 1 and fused_loop_applies(memory)  # the loops are one-layer
+            fused = self.fused_loop(emb, pre, state, memory) if fusable else None
             if fused is not None:
                 features, attn = self.readout(fused[0]), fused[1]  # (B, T, D), (B, T, S)
             else:
@@ -264,8 +265,6 @@ class BahdanauDecoder(ContextDecoder):
         return memory
 
     def fused_loop(self, emb, pre, state, memory):
-        if self.layers != 1:
-            return None
         states, contexts, weights = bahdanau_loop(pre, memory, state.h[0], state.c[0], self.attention)
         return torch.cat([states, contexts, emb], -1), weights
 
@@ -307,7 +306,7 @@ class LuongDecoder(Decoder):
         return memory
 
     def fused_loop(self, emb, pre, state, memory):
-        if self.layers != 1 or not self.input_feeding:
+        if not self.input_feeding:  # without it, forward_parallel serves
             return None
         steps, batch = pre.size(1), pre.size(0)
         drop = self.dropout.mask((steps, batch, self.feature_size), pre.dtype)  # on each h~ fed back
