@@ -6,6 +6,9 @@ A random query ``(B, H)`` is compared with keys ``(B, S, H)``; the weights (a so
 source positions, summing to 1) mix the values ``(B, S, H)`` into a context ``(B, H)``. This uses
 the project's own modules from ``seq2seq/model/attention.py``: the same code the trainer runs.
 Position 6 of the second example is padding: every score gives it exactly zero weight.
+Under each score, the first example's step as the explorer's step panel shows a trained model's:
+the raw scores, the softmax written out (w_i = exp(s_i - m) / Z), and the context as the
+weighted sum of the values.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from seq2seq.lesson import one_step, panel_lines
 from seq2seq.model.attention import build_attention  # noqa: E402
 from seq2seq.plots import close  # noqa: E402
 
@@ -70,6 +74,10 @@ def main() -> None:
             shown = "  ".join(f"{w:.3f}" for w in weights[b].tolist())
             print(f"  example {b}: [{shown}]  entropy {entropy[b]:.2f}")
         rows.append(weights.numpy())
+        # the explorer's step panel, here on random numbers: query, scores, softmax, context
+        steps = one_step(attention, query, keys, values, mask)[0]
+        keys_shown = [f"k{i}" for i in range(seq_len)]
+        print("\n".join(panel_lines(name, keys_shown, steps, 0, title="example 0, as the explorer's step panel shows it:")))
         print()
 
     fig = side_by_side(rows, seq_len)

@@ -43,13 +43,14 @@ from seq2seq.config import DataConfig
 from seq2seq.data.corpora import corpus_root, load_split
 from seq2seq.data.longinputs import MAX_K, join_consecutive
 from seq2seq.errors import DataError, RunDirError, Seq2SeqError
-from seq2seq.explorer import ModelView, Record, merge_models, page_data, read_page_data, write_page
+from seq2seq.explorer import NO_ATTENTION, ModelView, Record, merge_models, page_data, read_page_data, write_page
 from seq2seq.hardware import PRECISIONS
+from seq2seq.history import page_history
 from seq2seq.metrics import bleu_interval, corpus_scores
 from seq2seq.plots import attention_figure, length_figure
 from seq2seq.tracking import Tracker
 from seq2seq.training.checkpoint import load_checkpoint
-from seq2seq.translator import Translator, explorer_record
+from seq2seq.translator import Translator, explorer_records
 
 log = logging.getLogger("seq2seq")
 
@@ -136,11 +137,7 @@ def evaluate_split(
     seconds = time.perf_counter() - start
     hyps = [translator.text(h[0]) if h else "" for h in nbest]
     rng = np.random.default_rng(settings.seed)
-    records = (
-        [explorer_record(translator, s, h[0] if h else None, r) for s, h, r in zip(src, nbest, refs)]
-        if explore
-        else None
-    )
+    records = explorer_records(translator, src, [h[0] if h else None for h in nbest], refs) if explore else None
     return {
         **({"records": records} if explore else {}),
         **corpus_scores(hyps, refs),
@@ -267,7 +264,7 @@ def evaluate_run(
     step = int(payload.get("progress", {}).get("step", 0))
     tracker = Tracker(run_dir if settings.mode == "greedy" else out)
     try:
-        report = _evaluate(translator, splits, settings, out, tracker, step)
+        report = _evaluate(translator, splits, settings, out, tracker, step, run_dir)
         report = {"checkpoint": str(run_dir / "best.pt"), **report}
         alignment = alignment_entry(translator, data)
         if alignment is not None:
@@ -287,8 +284,10 @@ def _evaluate(
     out: Path,
     tracker: Tracker,
     step: int,
+    run_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Score, write hypotheses, heatmaps and the length figure, and log scalars for every split."""
+    """Score, write hypotheses, heatmaps and the length figure, and log scalars for every split;
+    the explorer page gets ``run_dir``'s attention history (:mod:`seq2seq.history`)."""
     report: dict[str, Any] = {"mode": settings.mode, "step": step, "splits": {}}
     first = next(iter(splits))
     sentences: list[dict[str, Any]] = []
@@ -326,9 +325,20 @@ def _evaluate(
     if settings.explorer:
         name = model_name(translator)
         summary = {s: _summary(r) for s, r in report["splits"].items() if CONCAT_MARK not in s}
-        data = page_data(f"{name}, {settings.mode}, step {step}", sentences, [ModelView(name, records, summary)])
+        history, note = run_history(translator, run_dir)
+        view = ModelView(name, records, summary, translator.attention_info)
+        data = page_data(f"{name}, {settings.mode}, step {step}", sentences, [view], (), history, note)
         write_page(out / "explorer.html", data)
     return report
+
+
+def run_history(translator: Translator, run_dir: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The explorer's training history of ``run_dir`` and its one-line note (:func:`seq2seq.history.page_history`)."""
+    if not translator.model.has_attention:
+        return None, NO_ATTENTION
+    if run_dir is None:
+        return None, None
+    return page_history(run_dir)
 
 
 def model_name(translator: Translator) -> str:

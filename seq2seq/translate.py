@@ -249,7 +249,10 @@ def write_html(translator: Translator, opts: Options) -> Path:
     name = model_name(translator)
     sentences = [{"src": sentence} for sentence, _ in opts.explored]
     records = [rec for _, rec in opts.explored]
-    return write_page(opts.html, page_data(f"{name}: translations", sentences, [ModelView(name, records)]))
+    return write_page(
+        opts.html,
+        page_data(f"{name}: translations", sentences, [ModelView(name, records, attention=translator.attention_info)]),
+    )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 
 from seq2seq.config import Config
-from seq2seq.data.vocab import Vocab
+from seq2seq.data.vocab import EOS, Vocab
 from seq2seq.errors import CheckpointError, Seq2SeqError
-from seq2seq.explorer import Record, record
+from seq2seq.explorer import Record, attention_info, record
 from seq2seq.hardware import bound_kernel_caches, pick_device, resolve_precision
+from seq2seq.lesson import Steps, attention_steps
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.search import Hypothesis, Search, decode_corpus_nbest
 from seq2seq.training.checkpoint import load_checkpoint
@@ -100,6 +101,12 @@ class Translator:
             return self.translate([sentences], beam, length_penalty)[0]
         return [self.text(h[0]) if h else "" for h in self.nbest(sentences, beam, length_penalty)]
 
+    @property
+    def attention_info(self) -> dict[str, str] | None:
+        """The explorer's step-panel labels for this model (None for ``attention=none``)."""
+        a = self.config.attention
+        return attention_info(a.type, a.score, self.model.encoder.output_size)
+
     def text(self, hyp: Hypothesis) -> str:
         """The detokenised output, always one line (a line break would shift every later line)."""
         return " ".join(self.vocab.decode_tgt(hyp.tokens).splitlines())
@@ -115,9 +122,34 @@ class Translator:
         return src, out[: hyp.attention.size(0)] if hyp.attention is not None else out
 
 
+def explorer_records(
+    translator: Translator, sentences: Sequence[str], hyps: Sequence[Hypothesis | None], refs: Sequence[str | None]
+) -> list[Record]:
+    """The explorer's sentences: pieces, sentence chrF against the reference, and, where the model
+    attends, the attention of every step replayed with its scores (:func:`seq2seq.lesson.attention_steps`)."""
+    todo = [i for i, h in enumerate(hyps) if h is not None]
+    steps: list[Steps | None] = [None] * len(sentences)
+    if translator.model.has_attention and todo:
+        src_ids = translator.vocab.encode_src([sentences[i] for i in todo])
+        outputs = [_steps_taken(hyps[i]) for i in todo]
+        for i, st in zip(todo, attention_steps(translator.model, src_ids, outputs)):
+            steps[i] = st
+    records = []
+    for sentence, hyp, ref, st in zip(sentences, hyps, refs, steps):
+        if hyp is None:  # a blank (or skipped) line
+            records.append(record("", [], [], None, ref))
+            continue
+        src_pieces, out_pieces = translator.labels(sentence, hyp)
+        records.append(record(translator.text(hyp), src_pieces, out_pieces, hyp.attention, ref, st))
+    return records
+
+
 def explorer_record(translator: Translator, sentence: str, hyp: Hypothesis | None, ref: str | None) -> Record:
-    """One sentence for the explorer: pieces, attention (if any), sentence chrF against ``ref``."""
-    if hyp is None:  # a blank (or skipped) line
-        return record("", [], [], None, ref)
-    src_pieces, out_pieces = translator.labels(sentence, hyp)
-    return record(translator.text(hyp), src_pieces, out_pieces, hyp.attention, ref)
+    """One sentence for the explorer (:func:`explorer_records` of one)."""
+    return explorer_records(translator, [sentence], [hyp], [ref])[0]
+
+
+def _steps_taken(hyp: Hypothesis) -> list[int]:
+    """The tokens a hypothesis was written with, one per step: its ids, then EOS where it ended with one."""
+    steps = hyp.attention.size(0) if hyp.attention is not None else len(hyp.tokens) + 1
+    return (list(hyp.tokens) + [EOS])[:steps]

@@ -1,33 +1,22 @@
-"""The explorer in a real browser: headless Chromium renders the page from disk (``make test-browser``).
+"""The explorer in a real browser: Debian's Chromium, driven by Playwright (``make test-browser``).
 
-Needs Debian's ``chromium`` (``apt-get install chromium``); ``.ci/run`` installs it. The page is
-loaded as a file, with the network off, and its DOM is dumped after the script has run.
+Needs Debian's ``chromium`` (``apt-get install chromium``; ``.ci/run`` installs it) and the
+``playwright`` Python package (a dev dependency; it drives the system Chromium, it downloads no
+browser). Each page is opened from disk as a file; every request the page makes is recorded, and
+any request that is not the page itself, any script error and any console error fails the test.
 """
 
-import re
+import math
 import shutil
-import subprocess
 
 import pytest
 
 from seq2seq.evaluate import evaluate_run
-from seq2seq.explorer import read_page_data
+from seq2seq.evaluate import main as evaluate_main
+from seq2seq.explorer import read_page_data, scored
+from seq2seq.history import HISTORY_FILE
 
 pytestmark = pytest.mark.browser
-
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-logging=stderr",
-    "--v=0",
-    "--virtual-time-budget=10000",
-]
 
 
 def chromium() -> str:
@@ -36,41 +25,246 @@ def chromium() -> str:
     return found
 
 
-def render(page, tmp_path, fragment=""):
-    """The page's DOM after its script ran, and the browser's console log."""
-    profile = tmp_path / f"profile{len(list(tmp_path.glob('profile*')))}"
-    url = page.resolve().as_uri() + fragment
-    done = subprocess.run(
-        [chromium(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout, done.stderr
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+class Opened:
+    """A page opened from disk, with what it asked of the network and what went wrong in it."""
+
+    def __init__(self, browser, path, fragment=""):
+        self.url = path.resolve().as_uri()
+        self.requests, self.errors = [], []
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.goto(self.url + fragment)
+        self.page.wait_for_selector("body[data-ready='1']")
+
+    def clean(self):
+        """No script error, and nothing fetched but the page itself."""
+        assert not self.errors, self.errors
+        assert [u for u in self.requests if u.split("#")[0] != self.url] == []
+
+    def step(self):
+        text = self.page.text_content("#step-label")  # "step 3 of 12"
+        return int(text.split()[1]) - 1, int(text.split()[3])
+
+    def view(self, k=0):
+        return self.page.locator(f'#views .view[data-model="{k}"]')
+
+
+def dense_row(row, S):
+    out = [0.0] * S
+    for j, p in row:
+        out[j] = p / 1000
+    return out
 
 
 @pytest.fixture(scope="module")
-def page(trained_run, tmp_path_factory):
+def run(trained_run, tmp_path_factory):
     run = tmp_path_factory.mktemp("browser") / "bahdanau"
     run.mkdir()
-    shutil.copy(trained_run / "best.pt", run / "best.pt")
+    for name in ("best.pt", "config.json", HISTORY_FILE):
+        shutil.copy(trained_run / name, run / name)
     evaluate_run(run, n_heatmaps=0, bootstrap=20)
+    return run
+
+
+@pytest.fixture(scope="module")
+def page_path(run):
     return run / "eval" / "greedy" / "explorer.html"
 
 
-def test_the_page_renders_every_sentence_and_the_selected_heatmap(page, tmp_path):
-    data = read_page_data(page)
+def pick_sentence(data, at_least=4):
+    """A sentence whose output has at least ``at_least`` steps."""
+    return next(i for i, s in enumerate(data["sentences"]) if len(s["out"][0]["op"]) >= at_least)
+
+
+def test_the_page_renders_every_sentence_and_the_selected_heatmap(browser, page_path):
+    data = read_page_data(page_path)
     pick = 7
-    dom, console = render(page, tmp_path, f"#sentence={pick}")
-    assert 'data-ready="1"' in dom and "data-error" not in dom, console[-2000:]
-    assert "Uncaught" not in console and "SyntaxError" not in console
-    rows = re.findall(r'<tr class="row( selected)?" data-index="(\d+)"', dom)
-    assert len(rows) == len(data["sentences"]) == 80
-    assert [int(i) for sel, i in rows if sel] == [pick]
+    p = Opened(browser, page_path, f"#sentence={pick}")
+    assert p.page.locator("#sentences tr.row").count() == len(data["sentences"]) == 80
+    assert p.page.get_attribute("#sentences tr.selected", "data-index") == str(pick)
     out = data["sentences"][pick]["out"][0]
-    heat = dom[dom.index('<table class="heat">') : dom.index("</table>", dom.index('<table class="heat">'))]
-    cells = re.findall(r'<td data-row="(\d+)" data-col="(\d+)"', heat)
-    assert len(cells) == len(out["op"]) * len(out["sp"])  # one cell per output piece and source piece
-    assert heat.count('class="src"') == len(out["sp"]) and heat.count('class="out"') == len(out["op"])
-    assert f"{data['sentences'][pick]['out'][0]['hyp']}" in dom.replace("&amp;", "&").replace("&quot;", '"')
+    heat = p.view().locator("table.heat")
+    assert heat.locator("td[data-row]").count() == len(out["op"]) * len(out["sp"])
+    assert heat.locator("th.src").count() == len(out["sp"]) and heat.locator("th.out").count() == len(out["op"])
+    assert out["hyp"] in p.view().inner_text()
+    p.clean()
+
+
+def test_play_and_step_write_the_output_and_move_the_highlighted_row(browser, page_path):
+    data = read_page_data(page_path)
+    pick = pick_sentence(data)
+    T = len(data["sentences"][pick]["out"][0]["op"])
+    p = Opened(browser, page_path, f"#sentence={pick}")
+    view = p.view()
+
+    def shown():  # the output pieces written so far, and the current one
+        nodes = view.locator("svg.flow text.out")
+        classes = [nodes.nth(k).get_attribute("class") for k in range(nodes.count())]
+        return sum("future" not in c for c in classes), [k for k, c in enumerate(classes) if "now" in c]
+
+    def current_row():
+        return {int(x) for x in view.locator("table.heat td.cur").evaluate_all("ns => ns.map(n => n.dataset.row)")}
+
+    assert p.step() == (0, T) and shown() == (1, [0]) and current_row() == {0}
+    p.page.click("#forward")
+    assert p.step() == (1, T) and shown() == (2, [1]) and current_row() == {1}
+    p.page.locator("body").press("ArrowRight")
+    p.page.locator("body").press("ArrowRight")
+    assert p.step() == (3, T) and shown() == (4, [3]) and current_row() == {3}
+    p.page.locator("body").press("ArrowLeft")
+    assert p.step() == (2, T) and current_row() == {2}
+    p.page.click("#back")
+    assert p.step() == (1, T)
+    p.page.select_option("#speed", "4")
+    p.page.click("#play")
+    assert p.page.text_content("#play").strip().endswith("pause")
+    p.page.wait_for_function(f"document.getElementById('step-label').textContent === 'step {T} of {T}'", timeout=20_000)
+    assert shown() == (T, [T - 1]) and p.page.text_content("#play").strip().endswith("play")  # stops at the end
+    p.clean()
+
+
+def test_the_links_of_a_step_are_drawn_with_the_stored_weights(browser, page_path):
+    data = read_page_data(page_path)
+    pick = pick_sentence(data)
+    out = data["sentences"][pick]["out"][0]
+    t = 2
+    p = Opened(browser, page_path, f"#sentence={pick}&step={t + 1}")
+    assert p.step()[0] == t
+    lines = p.view().locator("svg.flow line.link")
+    drawn = {
+        int(lines.nth(k).get_attribute("data-col")): float(lines.nth(k).get_attribute("stroke-opacity"))
+        for k in range(lines.count())
+    }
+    want = {j: w for j, w in enumerate(dense_row(out["att"][t], len(out["sp"]))) if w > 0}
+    assert drawn.keys() == want.keys()
+    assert all(abs(drawn[j] - want[j]) <= 1e-3 for j in want)
+    peak = max(want, key=want.get)
+    assert p.view().locator("svg.flow text.src.peak").get_attribute("data-col") == str(peak)
+    assert p.view().locator("table.heat td.peak").get_attribute("data-col") == str(peak)
+    p.clean()
+
+
+def test_the_step_panel_shows_softmax_of_the_scores_equals_the_weights(browser, page_path):
+    data = read_page_data(page_path)
+    pick = pick_sentence(data)
+    out = data["sentences"][pick]["out"][0]
+    p = Opened(browser, page_path, f"#sentence={pick}")
+    for t in range(min(4, len(out["op"]))):
+        if t:
+            p.page.click("#forward")
+        panel = p.view().locator("details.panel")
+        text = panel.inner_text()
+        assert "query q = the previous decoder state s_{t-1}" in text and "vᵀ tanh(W_q q + W_k k)" in text
+        Z = float(text.split("positions = ")[1].split()[0])
+        m = float(text.split("m = max_j s_j = ")[1].split(",")[0])
+        rows = panel.locator("table.steps tr[data-col]:not(.omitted)")
+        assert rows.count() == len(scored(out["att"][t]))
+        heat = {
+            int(c): float(w)
+            for c, w in p.view()
+            .locator(f'table.heat td[data-row="{t}"]')
+            .evaluate_all("ns => ns.map(n => [n.dataset.col, n.dataset.w])")
+        }
+        for k in range(rows.count()):
+            row = rows.nth(k)
+            j = int(row.get_attribute("data-col"))
+            score, weight = float(row.locator("td.score").inner_text()), float(row.locator("td.weight").inner_text())
+            assert abs(math.exp(score - m) / Z - weight) <= 1e-3  # softmax(scores) = weights, from the screen
+            assert abs(weight - heat[j]) <= 1e-3  # ... the heatmap's weights
+        assert m == max(float(rows.nth(k).locator("td.score").inner_text()) for k in range(rows.count()))
+    p.clean()
+
+
+def test_the_training_slider_shows_each_validations_attention(browser, page_path):
+    data = read_page_data(page_path)
+    H = data["history"]
+    assert H["steps"] == [20, 40, 60]
+    p = Opened(browser, page_path)
+    slider = p.page.locator("#train-step")
+    for k in (0, 2, 1):
+        slider.evaluate(f"(s) => {{ s.value = {k}; s.dispatchEvent(new Event('input')); }}")
+        assert p.page.text_content("#train-label").startswith(f"step {H['steps'][k]} (validation {k + 1} of 3)")
+        for i in range(len(H["sentences"])):
+            p.page.select_option("#train-sentence", str(i))
+            frame = H["frames"][k][i]
+            cells = p.page.locator("#train-frame td[data-row]").evaluate_all(
+                "ns => ns.map(n => [+n.dataset.row, +n.dataset.col, +n.dataset.w])"
+            )
+            S = len(H["sentences"][i]["sp"])
+            want = [dense_row(row, S) for row in frame["att"]]
+            assert len(cells) == len(want) * S
+            assert all(abs(w - want[r][c]) <= 1e-3 for r, c, w in cells)
+            assert frame["hyp"] in p.page.inner_text("#train-frame")
+    p.page.click("#train-play")
+    p.page.wait_for_function("document.getElementById('train-label').textContent.startsWith('step 60')", timeout=10_000)
+    p.clean()
+
+
+def test_a_beam_search_page_plays_the_returned_hypothesis(browser, run):
+    evaluate_run(run, beam=3, n_heatmaps=0, bootstrap=20)
+    path = run / "eval" / "beam3" / "explorer.html"
+    data = read_page_data(path)
+    pick = pick_sentence(data)
+    out = data["sentences"][pick]["out"][0]
+    assert len(out["att"]) == len(out["op"]) and out["sc"]
+    p = Opened(browser, path, f"#sentence={pick}")
+    T = len(out["op"])
+    p.page.select_option("#speed", "4")
+    p.page.click("#play")
+    p.page.wait_for_function(f"document.getElementById('step-label').textContent === 'step {T} of {T}'", timeout=20_000)
+    assert p.view().locator("svg.flow line.link").count() == sum(1 for _, w in out["att"][-1] if w > 0)
+    p.clean()
+
+
+@pytest.fixture(scope="module")
+def none_run(corpus_root, tmp_path_factory):
+    from conftest import TINY, compose
+    from seq2seq.training import train
+
+    run = tmp_path_factory.mktemp("none") / "none"
+    train(compose([*TINY, "attention=none", f"data.root={corpus_root}", "train.max_steps=10"]), run)
+    return run
+
+
+def test_models_side_by_side_step_in_lockstep_and_none_writes_without_links(browser, run, none_run, tmp_path):
+    page = tmp_path / "compare.html"
+    assert evaluate_main(["--compare", str(none_run), str(run), "--bootstrap", "20", "--out", str(page)]) == 0
+    data = read_page_data(page)
+    pick = pick_sentence(data)
+    p = Opened(browser, page, f"#sentence={pick}")
+    for _ in range(2):
+        p.page.click("#forward")
+    none, bahdanau = p.view(0), p.view(1)
+    assert none.locator("svg.flow line.link").count() == 0 and "without links" in none.inner_text()
+    assert "attention=none" in none.inner_text()
+    for view, k in ((none, 0), (bahdanau, 1)):
+        T = len(data["sentences"][pick]["out"][k]["op"])
+        now = view.locator("svg.flow text.out.now").get_attribute("data-row")
+        assert int(now) == min(2, T - 1)  # the same step, each model's own output
+    assert bahdanau.locator("svg.flow line.link").count() > 0
+    p.clean()
+
+
+def test_a_page_from_before_the_history_says_so_in_one_line(browser, tmp_path, run):
+    data = read_page_data(run / "eval" / "greedy" / "explorer.html")
+    data.pop("history")
+    data["history_note"] = "No training history: this run has no attention_history.jsonl."
+    from seq2seq.explorer import write_page
+
+    path = write_page(tmp_path / "old.html", data)
+    p = Opened(browser, path)
+    assert p.page.locator("#train-step").count() == 0
+    assert p.page.inner_text("#history-note").startswith("No training history")
+    p.clean()

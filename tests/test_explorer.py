@@ -78,11 +78,18 @@ def test_eval_writes_an_explorer_with_every_sentence_and_its_attention(explored)
         assert len(o["att"]) == len(o["op"]) and all(945 <= sum(p for _, p in row) <= 1001 for row in o["att"])
         assert all(j < len(o["sp"]) for row in o["att"] for j, _ in row)
         assert 0 <= o["chrf"] <= 100 and o["ent"] >= 0 and 0 <= o["diag"] <= 1 and s["words"] == len(s["src"].split())
-    # compact whatever the model attends to: page code, text, and about ten bytes per stored weight (a
-    # 60-step model may emit max-length outputs with flat attention: hundreds of thousands of weights)
-    stored = sum(len(row) for s in data["sentences"] for row in s["out"][0]["att"])
+    # compact whatever the model attends to: page code, text, about ten bytes per stored weight, eight per
+    # stored score and twenty per row for the step panel (a 60-step model may emit max-length outputs with
+    # flat attention: hundreds of thousands of weights, most of them over 1 %, so scored)
+    outs = [s["out"][0] for s in data["sentences"]]
+    stored = sum(len(row) for o in outs for row in o["att"])
+    scores = sum(len(row) for o in outs for row in o["sc"])
+    rows = sum(len(o["att"]) for o in outs)
     text = sum(len(s["src"]) + len(s["ref"]) + len(s["out"][0]["hyp"]) for s in data["sentences"])
-    assert (run / "eval" / "greedy" / "explorer.html").stat().st_size < 300_000 + 10 * stored + 2 * text
+    size = (run / "eval" / "greedy" / "explorer.html").stat().st_size
+    assert size < 300_000 + 10 * stored + 8 * scores + 20 * rows + 2 * text
+    assert all(len(o["sc"]) == len(o["z"]) == len(o["att"]) == len(o["qn"]) == len(o["cn"]) for o in outs)
+    assert all(len(o["vn"]) == len(o["sp"]) for o in outs)
 
 
 @pytest.fixture(scope="module")

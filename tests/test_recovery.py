@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, compose, events
+from seq2seq.history import read as read_history
 from seq2seq.training import TrainingError, train
 from seq2seq.training.checkpoint import load_checkpoint
 
@@ -74,6 +75,8 @@ def test_killed_run_resumes_to_the_same_weights_and_curve(
     for tag in ("train/loss", "valid/bleu"):
         assert curve(out, tag) == curve(reference, tag), tag
     assert sorted(curve(out, "train/loss")) == [5, 10, 15, 20, 25, 30]
+    # the explorer's training slider: each validation once, the same attention as the run never killed
+    assert read_history(out) == read_history(reference) and [e["step"] for e in read_history(out)[0]] == [20, 30]
 
 
 def nan_at(calls, monkeypatch):

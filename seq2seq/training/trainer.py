@@ -28,6 +28,7 @@ from seq2seq.data.prepare import prepare_data
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import TrainingError
 from seq2seq.hardware import autocast, bound_kernel_caches, pick_device, resolve_precision
+from seq2seq.history import keep_until as keep_history_until
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.tracking import Tracker
 from seq2seq.training.averaging import WeightAverage
@@ -72,6 +73,8 @@ class Trainer:
             self.progress, self.metrics = self.checkpoints.restore(resume)
             if self.dist.is_main:
                 self.checkpoints.repair_best(self.progress, self.metrics)
+        if self.dist.is_main:  # validations a kill cut off after their entry are repeated, not doubled
+            keep_history_until(out_dir, self.progress.step)
         log.info(_description(self))
         self.tracker = Tracker(out_dir if self.dist.is_main else None)
         self.signals = StopSignals()
@@ -281,7 +284,14 @@ class Trainer:
             if result:
                 setting = (self.device, self.precision, tc)
                 log_examples(
-                    self.tracker, self.model, self.valid_data, self.vocab, setting, result["hypotheses"], progress.step
+                    self.tracker,
+                    self.model,
+                    self.valid_data,
+                    self.vocab,
+                    setting,
+                    result["hypotheses"],
+                    progress.step,
+                    self.out_dir,
                 )
         bleu = self.dist.broadcast(result["bleu"] if result else None)
         if result:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,7 +12,9 @@ from seq2seq.config import TrainConfig
 from seq2seq.data.batching import collate, token_batches
 from seq2seq.data.prepare import Split
 from seq2seq.data.vocab import Vocab
+from seq2seq.explorer import sparse_rows
 from seq2seq.hardware import autocast
+from seq2seq.history import append as append_history
 from seq2seq.metrics import attention_statistics, corpus_scores
 from seq2seq.model import Seq2Seq
 from seq2seq.plots import attention_figure
@@ -64,8 +67,13 @@ def log_examples(
     setting: tuple[torch.device, str, TrainConfig],
     hypotheses: list[str],
     step: int,
+    history: Path | None = None,
 ) -> None:
-    """Sample translations as text, and labelled attention heatmaps for the first validation sentences."""
+    """Sample translations as text, and labelled attention heatmaps for the first validation sentences.
+
+    With ``history`` (a run dir) the same sentences' outputs and attention are appended to its
+    :data:`~seq2seq.history.HISTORY_FILE`, for the explorer's training-step slider.
+    """
     device, precision, tc = setting
     lines = []
     for i in range(min(tc.n_samples, len(hypotheses))):
@@ -78,12 +86,24 @@ def log_examples(
     src_ids = data.src_ids[: tc.n_heatmaps]
     search = Search(max_ratio=tc.max_output_ratio, batch_size=len(src_ids), precision=precision, return_attention=True)
     hyps = decode_corpus(model, src_ids, device, search)
+    entry = []
     for i, (ids, hyp) in enumerate(zip(src_ids, hyps)):
         src_labels = vocab.src_pieces(ids) + ["</s>"]
-        out_labels = vocab.tgt_pieces(hyp.tokens) + ["</s>"]
+        out_labels = (vocab.tgt_pieces(hyp.tokens) + ["</s>"])[: hyp.attention.size(0)]
         title = f"valid sentence {i}, step {step}"
-        fig = attention_figure(hyp.attention.numpy(), src_labels, out_labels[: hyp.attention.size(0)], title=title)
+        fig = attention_figure(hyp.attention.numpy(), src_labels, out_labels, title=title)
         tracker.figure(f"attention/{i}", fig, step)
+        entry.append(
+            {
+                "src": data.src_texts[i],
+                "sp": src_labels,
+                "hyp": vocab.decode_tgt(hyp.tokens),
+                "op": out_labels,
+                "att": sparse_rows(hyp.attention),
+            }
+        )
+    if history is not None:
+        append_history(history, step, entry)
 
 
 def scalars(result: dict[str, Any]) -> dict[str, float]:

@@ -1,0 +1,523 @@
+"use strict";
+window.addEventListener("error", (e) => { document.body.dataset.error = String(e.message); });
+const DATA = JSON.parse(document.getElementById("data").textContent);
+const $ = (id) => document.getElementById(id);
+const el = (tag, attrs = {}, text) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
+const hasRef = DATA.sentences.some((s) => s.ref !== undefined);
+let order = DATA.sentences.map((_, i) => i), sortKey = "index", sortUp = true, selected = null;
+
+function fmt(x, digits = 1) { return x === undefined || x === null ? "–" : Number(x).toFixed(digits); }
+
+function drawSummary() {
+  $("title").textContent = DATA.title;
+  document.title = DATA.title;
+  $("notes").textContent = DATA.notes.join(" ");
+  const box = $("summary");
+  const splits = [...new Set(DATA.models.flatMap((m) => Object.keys(m.summary || {})))];
+  if (!splits.length) return;
+  const table = el("table", { class: "summary" });
+  const head = el("tr");
+  ["model", ...splits.map((s) => s + " BLEU"), ...splits.map((s) => s + " chrF")].forEach((h) => head.appendChild(el("th", {}, h)));
+  table.appendChild(head);
+  for (const m of DATA.models) {
+    const tr = el("tr");
+    tr.appendChild(el("td", {}, m.name));
+    splits.forEach((s) => tr.appendChild(el("td", {}, fmt(m.summary[s] && m.summary[s].bleu, 2))));
+    splits.forEach((s) => tr.appendChild(el("td", {}, fmt(m.summary[s] && m.summary[s].chrf, 2))));
+    table.appendChild(tr);
+  }
+  box.appendChild(table);
+  const sig = DATA.models.map((m) => Object.values(m.summary || {})[0]).find((r) => r && r.bleu_signature);
+  if (sig) box.appendChild(el("div", { class: "sig" }, "BLEU " + sig.bleu_signature + " · chrF " + sig.chrf_signature));
+  box.appendChild(lengthChart(splits));
+}
+
+function lengthChart(splits) {
+  // BLEU by source-length bucket: one polyline per model and split (an inline SVG, no library)
+  const series = [];
+  DATA.models.forEach((m, mi) => splits.forEach((s) => {
+    const r = m.summary[s];
+    if (r && r.buckets) series.push({ label: m.name + " · " + s, buckets: r.buckets, colour: mi });
+  }));
+  const wrap = el("div");
+  if (!series.length) return wrap;
+  const labels = series[0].buckets.map((b) => b.range);
+  const W = 80 + 60 * labels.length, H = 200, top = 10, left = 40, bottom = 30;
+  const max = Math.max(10, ...series.flatMap((s) => s.buckets.map((b) => b.bleu || 0)));
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "BLEU by source length");
+  const x = (i) => left + 30 + i * 60, y = (v) => top + (H - top - bottom) * (1 - v / max);
+  const add = (tag, attrs, text) => {
+    const n = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    if (text !== undefined) n.textContent = text;
+    svg.appendChild(n); return n;
+  };
+  add("line", { x1: left, y1: y(0), x2: W - 10, y2: y(0), stroke: "#999" });
+  for (let v = 0; v <= max; v += 10) add("text", { x: 4, y: y(v) + 4, "font-size": 10 }, String(v));
+  labels.forEach((l, i) => add("text", { x: x(i) - 14, y: H - 10, "font-size": 10 }, l));
+  const palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+  const dashes = ["", "4 3", "1 3", "6 2 1 2"];
+  const seen = {};
+  series.forEach((s) => {
+    const k = (seen[s.colour] = (seen[s.colour] || 0) + 1) - 1;
+    const pts = s.buckets.map((b, i) => (b.bleu === null || b.bleu === undefined ? null : [x(i), y(b.bleu), b])).filter(Boolean);
+    add("polyline", { points: pts.map((p) => p[0] + "," + p[1]).join(" "), fill: "none",
+      stroke: palette[s.colour % 6], "stroke-dasharray": dashes[k % 4], "stroke-width": 2 });
+    pts.forEach((p) => add("circle", { cx: p[0], cy: p[1], r: 3, fill: palette[s.colour % 6] })
+      .appendChild(document.createElementNS("http://www.w3.org/2000/svg", "title")).textContent =
+      s.label + ", " + p[2].range + " words: BLEU " + fmt(p[2].bleu) + " (" + p[2].n + " sentences)");
+  });
+  wrap.appendChild(el("h2", {}, "BLEU by source length (hover a point for its value)"));
+  wrap.appendChild(svg);
+  const key = el("div", { class: "legend" });
+  series.forEach((s) => key.appendChild(el("span", { style: "color:" + palette[s.colour % 6] + ";margin-right:1em" }, "— " + s.label)));
+  wrap.appendChild(key);
+  return wrap;
+}
+
+function score(s, m) { const o = s.out[m]; return o.chrf; }
+
+function columns() {
+  const cols = [["index", "#"], ["split", "split"], ["words", "source words"], ["src", "source"]];
+  if (hasRef) cols.push(["ref", "reference"]);
+  DATA.models.forEach((m, i) => {
+    cols.push(["hyp" + i, m.name + " output"]);
+    if (hasRef) cols.push(["chrf" + i, (DATA.models.length > 1 ? m.name + " " : "") + "chrF"]);
+  });
+  return cols;
+}
+
+function value(i, key) {
+  const s = DATA.sentences[i];
+  if (key === "index") return i;
+  if (key.startsWith("hyp")) return s.out[+key.slice(3)].hyp;
+  if (key.startsWith("chrf")) return s.out[+key.slice(4)].chrf;
+  return s[key];
+}
+
+function drawHead() {
+  const tr = el("tr");
+  for (const [key, label] of columns()) {
+    const th = el("th", { "data-key": key, title: "sort by " + label }, label + (sortKey === key ? (sortUp ? " ▲" : " ▼") : ""));
+    th.addEventListener("click", () => { sortUp = sortKey === key ? !sortUp : true; sortKey = key; drawTable(); });
+    tr.appendChild(th);
+  }
+  const head = document.querySelector("#sentences thead");
+  head.replaceChildren(tr);
+}
+
+function passes(i) {
+  const s = DATA.sentences[i], q = $("q").value.trim().toLowerCase();
+  if ($("split").value && s.split !== $("split").value) return false;
+  const lo = $("minlen").value, hi = $("maxlen").value;
+  if (lo !== "" && s.words < +lo) return false;
+  if (hi !== "" && s.words > +hi) return false;
+  const slo = $("minscore").value, shi = $("maxscore").value;
+  if (hasRef && (slo !== "" || shi !== "")) {
+    const sc = score(s, 0);
+    if (slo !== "" && sc < +slo) return false;
+    if (shi !== "" && sc > +shi) return false;
+  }
+  if (q && ![s.src, s.ref || "", ...s.out.map((o) => o.hyp)].some((t) => t.toLowerCase().includes(q))) return false;
+  return true;
+}
+
+function drawTable() {
+  drawHead();
+  order.sort((a, b) => {
+    const va = value(a, sortKey), vb = value(b, sortKey);
+    const c = typeof va === "number" ? va - vb : String(va).localeCompare(String(vb));
+    return sortUp ? c : -c;
+  });
+  const body = document.querySelector("#sentences tbody");
+  const rows = [];
+  let shown = 0;
+  for (const i of order) {
+    if (!passes(i)) continue;
+    shown++;
+    const tr = el("tr", { class: "row" + (i === selected ? " selected" : ""), "data-index": i, tabindex: 0 });
+    for (const [key] of columns()) {
+      const v = value(i, key);
+      const numeric = typeof v === "number";
+      tr.appendChild(el("td", numeric ? { class: "num" } : {}, numeric && key.startsWith("chrf") ? fmt(v) : String(v)));
+    }
+    tr.addEventListener("click", () => select(i));
+    tr.addEventListener("keydown", (e) => { if (e.key === "Enter") select(i); });
+    rows.push(tr);
+  }
+  body.replaceChildren(...rows);
+  $("count").textContent = shown + " of " + DATA.sentences.length + " sentences";
+}
+
+function dense(att, T, S) {
+  const m = Array.from({ length: T }, () => new Array(S).fill(0));
+  att.forEach((row, t) => row.forEach(([j, p]) => { if (t < T && j < S) m[t][j] = p / 1000; }));
+  return m;
+}
+
+function wordsOf(pieces) {
+  // SentencePiece marks a word's first piece with U+2581; </s> stays a word of its own
+  const ids = [];
+  let w = -1;
+  pieces.forEach((p, i) => { if (i === 0 || p.startsWith("\u2581") || p === "</s>" || pieces[i - 1] === "</s>") w++; ids.push(w); });
+  return ids;
+}
+
+function mergeWords(m, srcPieces, outPieces) {
+  const sw = wordsOf(srcPieces), ow = wordsOf(outPieces);
+  const S = Math.max(...sw) + 1, T = Math.max(...ow) + 1;
+  const out = Array.from({ length: T }, () => new Array(S).fill(0)), count = new Array(T).fill(0);
+  m.forEach((row, t) => { count[ow[t]]++; row.forEach((w, j) => { out[ow[t]][sw[j]] += w; }); });
+  out.forEach((row, t) => row.forEach((_, j) => { row[j] /= Math.max(count[t], 1); }));
+  const label = (pieces, ids, n) => Array.from({ length: n }, (_, k) => pieces.filter((_, i) => ids[i] === k).join("").replace(/\u2581/g, ""));
+  return { m: out, src: label(srcPieces, sw, S), out: label(outPieces, ow, T) };
+}
+
+// -- one matrix of a record: pieces, or words with the "words" toggle -------------------------
+
+function matrixOf(o) {
+  // {m: dense weights (rows x columns), src, out: labels, rowOf: piece row -> displayed row, pieceOf: displayed row -> first piece row}
+  const m = dense(o.att || [], o.op.length, o.sp.length);
+  if (!$("words").checked) {
+    const ids = o.op.map((_, i) => i);
+    return { m, src: o.sp, out: o.op, rowOf: ids, pieceOf: ids };
+  }
+  const merged = mergeWords(m, o.sp, o.op);
+  const ow = wordsOf(o.op), pieceOf = [];
+  ow.forEach((w, i) => { if (pieceOf[w] === undefined) pieceOf[w] = i; });
+  return { ...merged, rowOf: ow, pieceOf };
+}
+
+function heatmap(o, mx = matrixOf(o)) {
+  const { m, src, out: outp } = mx;
+  const table = el("table", { class: "heat" });
+  const head = el("tr");
+  head.appendChild(el("th"));
+  src.forEach((p, j) => head.appendChild(el("th", { class: "src", "data-col": j }, p)));
+  table.appendChild(head);
+  const showValues = $("values").checked;
+  m.forEach((row, t) => {
+    const tr = el("tr");
+    tr.appendChild(el("th", { class: "out", "data-row": t }, outp[t]));
+    row.forEach((w, j) => {
+      const pct = Math.round(100 * w);
+      const td = el("td", { "data-row": t, "data-col": j, "data-w": w.toFixed(3), title: outp[t] + " → " + src[j] + ": " + pct + " %" }, showValues && pct ? String(pct) : "");
+      td.style.background = "rgba(40, 60, 160, " + Math.min(1, w).toFixed(3) + ")";
+      if (w > 0.55) td.classList.add("v");
+      tr.appendChild(td);
+    });
+    table.appendChild(tr);
+  });
+  const mark = (attr, k, on) => {
+    table.querySelectorAll("td[" + attr + '="' + k + '"]').forEach((td) => {
+      if (!on) { td.classList.remove("hl"); return; }
+      const w = m[+td.dataset.row][+td.dataset.col];
+      if (w >= 0.1) td.classList.add("hl");
+    });
+    table.querySelectorAll("th[" + attr + '="' + k + '"]').forEach((th) => th.classList.toggle("on", on));
+    // the other axis: the pieces that share the marked mass
+    if (attr === "data-row") m[k].forEach((w, j) => table.querySelector('th[data-col="' + j + '"]').classList.toggle("on", on && w >= 0.1));
+    else m.forEach((row, t) => table.querySelector('th[data-row="' + t + '"]').classList.toggle("on", on && row[k] >= 0.1));
+  };
+  const hover = (on) => (e) => {
+    const t = e.target.closest("[data-row],[data-col]");
+    if (!t || t.tagName !== "TH") return;
+    if (t.dataset.row !== undefined) mark("data-row", +t.dataset.row, on);
+    else if (t.dataset.col !== undefined) mark("data-col", +t.dataset.col, on);
+  };
+  table.addEventListener("mouseover", hover(true));
+  table.addEventListener("mouseout", hover(false));
+  return table;
+}
+
+function argmax(row) { let best = 0; row.forEach((w, j) => { if (w > row[best]) best = j; }); return best; }
+
+function markStep(table, m, t) {
+  // the heatmap's row t, and its largest weight
+  table.querySelectorAll(".cur, .peak").forEach((n) => n.classList.remove("cur", "peak"));
+  if (t < 0 || t >= m.length) return;
+  const j = argmax(m[t]);
+  table.querySelectorAll('td[data-row="' + t + '"]').forEach((td) => td.classList.add("cur"));
+  const head = table.querySelector('th[data-row="' + t + '"]');
+  if (head) head.classList.add("cur");
+  const peak = table.querySelector('td[data-row="' + t + '"][data-col="' + j + '"]');
+  if (peak) peak.classList.add("peak");
+  const col = table.querySelector('th[data-col="' + j + '"]');
+  if (col) col.classList.add("peak");
+}
+
+// -- playback: the output written step by step, links to where each step looks ---------------
+
+const SVG = "http://www.w3.org/2000/svg";
+const player = { t: 0, timer: null, views: [] };
+
+function svgNode(parent, tag, attrs, text) {
+  const n = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+  if (text !== undefined) n.textContent = text;
+  parent.appendChild(n);
+  return n;
+}
+
+function short(label) { const s = label.replace(/\u2581/g, ""); return s.length > 9 ? s.slice(0, 8) + "…" : s || "␣"; }
+
+function flow(mx, attends) {
+  // source labels on top, output labels below, one line per source label from the current output
+  const gap = 58, n = Math.max(mx.src.length, mx.out.length, 1), W = 24 + gap * n, H = 150;
+  const wrap = el("div", { class: "flow-wrap" });
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "flow"); svg.setAttribute("width", W); svg.setAttribute("height", H);
+  svg.setAttribute("role", "img"); svg.setAttribute("aria-label", "attention of the current output step");
+  const sx = (j) => 12 + gap * (j + 0.5) + (gap * (n - mx.src.length)) / 2;
+  const ox = (t) => 12 + gap * (t + 0.5) + (gap * (n - mx.out.length)) / 2;
+  const links = svgNode(svg, "g", { class: "links" });
+  const srcText = mx.src.map((p, j) => svgNode(svg, "text", { class: "src", x: sx(j), y: 18, "data-col": j }, short(p)));
+  const outText = mx.out.map((p, t) => svgNode(svg, "text", { class: "out future", x: ox(t), y: H - 10, "data-row": t }, short(p)));
+  svgNode(svg, "text", { x: 2, y: 32, "font-size": 10, fill: "#777" }, "source");
+  svgNode(svg, "text", { x: 2, y: H - 26, "font-size": 10, fill: "#777" }, "output");
+  wrap.appendChild(svg);
+  const show = (t) => {
+    outText.forEach((node, k) => {
+      node.setAttribute("class", "out" + (k > t ? " future" : k === t ? " now" : ""));
+    });
+    srcText.forEach((node) => node.setAttribute("class", "src"));
+    links.replaceChildren();
+    if (!attends || t < 0 || t >= mx.m.length) return;
+    const row = mx.m[t], peak = argmax(row);
+    row.forEach((w, j) => {
+      if (w <= 0) return;
+      svgNode(links, "line", {
+        class: "link", x1: ox(t), y1: H - 26, x2: sx(j), y2: 24,
+        "stroke-width": (1 + 5 * w).toFixed(2), "stroke-opacity": w.toFixed(3), "data-col": j, "data-w": w.toFixed(3),
+      }).appendChild(document.createElementNS(SVG, "title")).textContent = mx.out[t] + " → " + mx.src[j] + ": " + (100 * w).toFixed(1) + " %";
+    });
+    srcText[peak].setAttribute("class", "src peak");
+  };
+  return { node: wrap, show };
+}
+
+function setStep(t) {
+  const last = Math.max(0, ...player.views.map((v) => v.rows - 1));
+  player.t = Math.max(0, Math.min(t, last));
+  player.views.forEach((v) => v.show(Math.min(player.t, v.rows - 1)));
+  $("step-label").textContent = player.views.length ? "step " + (player.t + 1) + " of " + (last + 1) : "";
+  if (player.t >= last) stop();
+}
+
+function stop() {
+  if (player.timer !== null) clearInterval(player.timer);
+  player.timer = null;
+  $("play").textContent = "▶ play";
+}
+
+function play() {
+  if (player.timer !== null) { stop(); return; }
+  const last = Math.max(0, ...player.views.map((v) => v.rows - 1));
+  if (player.t >= last) setStep(0);
+  $("play").textContent = "❚❚ pause";
+  player.timer = setInterval(() => setStep(player.t + 1), 900 / +$("speed").value);
+}
+
+// -- inside one step: the lesson's query, scores, softmax and context on the model's numbers --
+
+function num(x, digits) { return Number(x).toFixed(digits); }
+
+function scoredEntries(kept) {
+  // the entries whose raw scores the page stores (seq2seq.explorer.scored): 1 % and more, and the largest
+  if (!kept.length) return [];
+  const top = kept.reduce((b, x) => (x[1] > b[1] ? x : b), kept[0]);
+  return kept.filter((e) => e[1] >= 10 || e === top);
+}
+
+function panel(model, o, mx) {
+  const box = el("details", { class: "panel", open: "" });
+  const title = el("summary");
+  box.appendChild(title);
+  const body = el("div");
+  box.appendChild(body);
+  const show = (t) => {
+    const r = mx.pieceOf[t];  // the piece row behind displayed row t
+    const a = model.attention;
+    title.textContent = "Inside step " + (r + 1) + ": output " + JSON.stringify(o.op[r].replace(/\u2581/g, " ").trim() || o.op[r]) + " — query, scores, softmax, context";
+    const lines = [];
+    if (!a || !o.sc) {
+      body.replaceChildren(el("div", { class: "muted" }, a ? "This page holds no scores for this sentence (written before the step panel)." : "attention=none: no query, no scores — the decoder reads one fixed summary of the source."));
+      return;
+    }
+    const kept = o.att[r], picked = scoredEntries(kept), scores = o.sc[r], Z = o.z[r];
+    const m = Math.max(...scores);
+    const shifted = scores.map((s) => Math.exp(s - m));
+    const storedZ = shifted.reduce((x, y) => x + y, 0);
+    lines.push(el("div", {}, "query q = " + a.query + ", ‖q‖ = " + num(o.qn[r], 2)));
+    lines.push(el("div", { class: "formula" }, a.formula + (a.d ? ",   d = " + a.d : "")));
+    lines.push(el("div", { class: "formula" }, "softmax: w_i = exp(s_i − m) / Z,   m = max_j s_j = " + num(m, 3) + ",   Z = Σ_j exp(s_j − m) over all " + o.sp.length + " positions = " + num(Z, 4)));
+    const table = el("table", { class: "steps" });
+    const head = el("tr");
+    ["i", "key (source piece)", "score s_i", "exp(s_i − m)", "weight w_i", "‖v_i‖", "w_i·‖v_i‖"].forEach((h, k) => head.appendChild(el("th", k === 1 ? { class: "key" } : {}, h)));
+    table.appendChild(head);
+    const weightOf = new Map(kept.map(([j, p]) => [j, p / 1000]));
+    const scoreOf = new Map(picked.map(([j], k) => [j, { s: scores[k], e: shifted[k] }]));
+    const peak = picked.length ? picked.reduce((b, x) => (x[1] > b[1] ? x : b), picked[0])[0] : -1;
+    let share = 0;
+    const omitted = [];
+    o.sp.forEach((piece, j) => {
+      const x = scoreOf.get(j), w = weightOf.get(j);
+      const tr = el("tr", x ? { "data-col": j } : { class: "omitted", "data-col": j });
+      if (!x) omitted.push(j);
+      if (j === peak) tr.classList.add("peak");
+      if (w !== undefined) share += w * o.vn[j];
+      const cells = [String(j), piece, x ? num(x.s, 3) : "–", x ? num(x.e, 4) : "–",
+        w !== undefined ? num(w, 3) : "< 0.002", num(o.vn[j], 2), w !== undefined ? num(w * o.vn[j], 3) : "–"];
+      cells.forEach((c, k) => {
+        const td = el("td", k === 1 ? { class: "key" } : {}, c);
+        if (k === 2) td.classList.add("score");
+        if (k === 3) td.classList.add("exp");
+        if (k === 4) td.classList.add("weight");
+        tr.appendChild(td);
+      });
+      table.appendChild(tr);
+    });
+    lines.push(table);
+    if (omitted.length) {
+      lines.push(el("div", { class: "muted omitted-note" }, "Scores not stored for the " + omitted.length + " position(s) with weights under 1 % (to keep the page small): " +
+        omitted.join(", ") + ". Their exp(s_j − m) add up to Z − " + num(storedZ, 4) + " = " + num(Math.max(0, Z - storedZ), 4) + "."));
+    }
+    const mass = kept.reduce((x, [, p]) => x + p, 0) / 1000;
+    lines.push(el("div", { class: "formula" }, "context c = Σ_i w_i v_i:   ‖c‖ = " + num(o.cn[r], 2) + "  ≤  Σ_i w_i·‖v_i‖ = " + num(share, 3) +
+      " (the values point different ways, so the mix is shorter than the sum of its shares);   Σ_i w_i = " + num(mass, 3)));
+    if ($("words").checked) lines.push(el("div", { class: "muted" }, "Words view: the panel shows the word's first piece; untick words to step piece by piece."));
+    body.replaceChildren(...lines);
+  };
+  return { node: box, show };
+}
+
+// -- the selected sentence ----------------------------------------------------------------------
+
+function select(i) {
+  selected = i;
+  document.querySelectorAll("#sentences tr.row").forEach((tr) => tr.classList.toggle("selected", +tr.dataset.index === i));
+  drawDetail();
+  setStep(0);
+}
+
+function drawDetail() {
+  const views = $("views");
+  stop();
+  player.views = [];
+  if (selected === null) { views.replaceChildren(); return; }
+  const s = DATA.sentences[selected];
+  $("detail-title").textContent = "Attention · sentence " + selected + (s.split ? " (" + s.split + ")" : "");
+  const parts = [];
+  const info = el("div", { class: "view" });
+  info.appendChild(el("div", {}, "source: " + s.src));
+  if (s.ref !== undefined) info.appendChild(el("div", {}, "reference: " + s.ref));
+  parts.push(info);
+  DATA.models.forEach((model, k) => {
+    const o = s.out[k];
+    const view = el("div", { class: "view", "data-model": k });
+    const stats = [o.chrf !== undefined ? "chrF " + fmt(o.chrf) : null,
+      o.ent !== undefined ? "entropy " + fmt(o.ent, 2) + " nats" : null,
+      o.diag !== undefined ? "distance from the diagonal " + fmt(o.diag, 2) : null].filter(Boolean).join(" · ");
+    view.appendChild(el("h3", {}, model.name + (stats ? " — " + stats : "")));
+    view.appendChild(el("div", {}, o.hyp));
+    const mx = matrixOf(o);
+    const f = flow(mx, Boolean(o.att));
+    view.appendChild(f.node);
+    const parts2 = [f];
+    if (o.att) {
+      const table = heatmap(o, mx);
+      view.appendChild(table);
+      parts2.push({ show: (t) => markStep(table, mx.m, t) });
+      const p = panel(model, o, mx);
+      view.appendChild(p.node);
+      parts2.push(p);
+    } else {
+      view.appendChild(el("div", { class: "muted" }, "no attention (attention=none): the decoder reads one fixed summary of the source, so playback writes the output without links"));
+    }
+    player.views.push({ rows: mx.out.length, show: (t) => parts2.forEach((x) => x.show(t)) });
+    parts.push(view);
+  });
+  views.replaceChildren(...parts);
+}
+
+// -- alignments over training: the fixed validation sentences at every validation -------------
+
+const training = { k: 0, timer: null };
+
+function drawTraining() {
+  const body = $("training-body");
+  const H = DATA.history;
+  if (!H || !H.steps.length) {
+    body.replaceChildren(el("div", { class: "muted", id: "history-note" }, DATA.history_note || "No training history on this page."));
+    return;
+  }
+  const controls = el("div", { class: "player" });
+  const pick = el("select", { id: "train-sentence" });
+  H.sentences.forEach((s, i) => pick.appendChild(el("option", { value: i }, "valid " + i + ": " + (s.src.length > 50 ? s.src.slice(0, 49) + "…" : s.src))));
+  const slider = el("input", { id: "train-step", type: "range", min: 0, max: H.steps.length - 1, step: 1, value: H.steps.length - 1 });
+  const go = el("button", { id: "train-play", title: "play the validations in order" }, "▶ play");
+  const label = el("span", { id: "train-label", class: "label" });
+  controls.append(el("label", {}, "sentence "), pick, go, slider, label);
+  const frame = el("div", { class: "frame", id: "train-frame" });
+  const note = el("div", { class: "legend" }, "Drag the slider to a validation: the heatmap shows that step's greedy output and its attention, from the first validation to the last." + (DATA.history_note ? " " + DATA.history_note : ""));
+  body.replaceChildren(note, controls, frame);
+  const draw = () => {
+    training.k = +slider.value;
+    const i = +pick.value, s = H.sentences[i], f = H.frames[training.k][i];
+    label.textContent = "step " + H.steps[training.k] + " (validation " + (training.k + 1) + " of " + H.steps.length + ")";
+    const o = { sp: s.sp, op: f.op, att: f.att };
+    frame.replaceChildren(el("div", {}, "source: " + s.src), el("div", {}, "output: " + f.hyp), heatmap(o));
+  };
+  const halt = () => { if (training.timer !== null) clearInterval(training.timer); training.timer = null; go.textContent = "▶ play"; };
+  go.addEventListener("click", () => {
+    if (training.timer !== null) { halt(); return; }
+    if (+slider.value >= H.steps.length - 1) slider.value = 0;
+    draw();
+    go.textContent = "❚❚ pause";
+    training.timer = setInterval(() => {
+      if (+slider.value >= H.steps.length - 1) { halt(); return; }
+      slider.value = +slider.value + 1;
+      draw();
+    }, 700);
+  });
+  slider.addEventListener("input", () => { halt(); draw(); });
+  pick.addEventListener("change", draw);
+  $("words").addEventListener("change", draw);
+  $("values").addEventListener("change", draw);
+  draw();
+}
+
+function init() {
+  drawSummary();
+  const splits = [...new Set(DATA.sentences.map((s) => s.split).filter(Boolean))];
+  splits.forEach((s) => $("split").appendChild(el("option", { value: s }, s)));
+  ["q", "split", "minlen", "maxlen", "minscore", "maxscore"].forEach((id) => $(id).addEventListener("input", drawTable));
+  ["words", "values"].forEach((id) => $(id).addEventListener("change", () => { const t = player.t; drawDetail(); setStep(t); }));
+  if (!hasRef) { $("minscore").parentNode.style.display = "none"; $("maxscore").parentNode.style.display = "none"; }
+  $("back").addEventListener("click", () => { stop(); setStep(player.t - 1); });
+  $("forward").addEventListener("click", () => { stop(); setStep(player.t + 1); });
+  $("play").addEventListener("click", play);
+  $("speed").addEventListener("change", () => { if (player.timer !== null) { stop(); play(); } });
+  document.addEventListener("keydown", (e) => {
+    if (e.target.closest("input, select, textarea") || selected === null) return;
+    if (e.key === "ArrowRight") { stop(); setStep(player.t + 1); e.preventDefault(); }
+    else if (e.key === "ArrowLeft") { stop(); setStep(player.t - 1); e.preventDefault(); }
+    else if (e.key === " " && !e.target.closest("button, tr")) { play(); e.preventDefault(); }
+  });
+  drawTable();
+  drawTraining();
+  // explorer.html#sentence=12&step=3 opens on sentence 12 at step 3
+  const wanted = location.hash.match(/sentence=(\d+)/), step = location.hash.match(/step=(\d+)/);
+  if (DATA.sentences.length) select(wanted ? Math.min(+wanted[1], DATA.sentences.length - 1) : 0);
+  if (step) setStep(+step[1] - 1);
+  if (!DATA.sentences.length) $("player").style.display = "none";
+  document.body.dataset.ready = "1";
+}
+init();
