@@ -77,7 +77,11 @@ def main() -> None:
         # the explorer's step panel, here on random numbers: query, scores, softmax, context
         steps = one_step(attention, query, keys, values, mask)[0]
         keys_shown = [f"k{i}" for i in range(seq_len)]
-        print("\n".join(panel_lines(name, keys_shown, steps, 0, title="example 0, as the explorer's step panel shows it:")))
+        print(
+            "\n".join(
+                panel_lines(name, keys_shown, steps, 0, title="example 0, as the explorer's step panel shows it:")
+            )
+        )
         print()
 
     fig = side_by_side(rows, seq_len)
