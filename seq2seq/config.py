@@ -165,7 +165,7 @@ class TrainConfig:
     n_samples: int = 4
     nonfinite: str = "stop"  # a NaN/inf loss or gradient: stop (keeping the last checkpoint) | skip the batch
     max_skips: int = 10  # with nonfinite=skip: stop after this many non-finite batches in a row
-    resume: bool = False
+    resume: bool | str = False  # true: continue last.pt | false: a new run | auto: continue last.pt if it exists
     resume_data: str = "same"  # resume: refuse a corpus that differs from the checkpoint's (same) | allow it (changed)
 
     def check(self) -> None:
@@ -215,6 +215,7 @@ class TrainConfig:
         _require(self.nonfinite in ("stop", "skip"), "train.nonfinite", self.nonfinite, "stop or skip")
         _require(self.max_skips >= 1, "train.max_skips", self.max_skips, "at least 1")
         _require(self.resume_data in ("same", "changed"), "train.resume_data", self.resume_data, "same or changed")
+        _require(self.resume in (True, False, "auto"), "train.resume", self.resume, "true, false or auto")
 
 
 @dataclass

@@ -37,7 +37,8 @@ def test_unknown_key_is_named():
         ({"model": {"dropout": 1.5}}, r"model\.dropout=1\.5 is out of range"),
         ({"model": {"encoder_size": -4}}, r"model\.encoder_size=-4 is out of range"),
         ({"train": {"batch_tokens": 0}}, r"train\.batch_tokens=0 is out of range"),
-        ({"train": {"resume": "yes"}}, r"train\.resume='yes' has the wrong type"),
+        ({"train": {"resume": "yes"}}, r"train\.resume='yes' is out of range: expected true, false or auto"),
+        ({"train": {"resume": 1.5}}, r"train\.resume='1.5' is out of range: expected true, false or auto"),
         ({"attention": {"score": "cosine"}}, r"attention\.score='cosine' is out of range"),
         ({"train": {"max_time": "soon"}}, r"train\.max_time='soon' is not a duration"),
         (

@@ -79,6 +79,25 @@ def test_killed_run_resumes_to_the_same_weights_and_curve(
     assert read_history(out) == read_history(reference) and [e["step"] for e in read_history(out)[0]] == [20, 30]
 
 
+@pytest.mark.slow
+def test_the_same_command_after_a_kill_continues_with_resume_auto(reference, corpus_root, tmp_path):
+    """A preempted VM or a SLURM requeue re-runs the very command that was killed."""
+    out = tmp_path / "run"
+    command = [sys.executable, "train.py", *BASE, "train.resume=auto", f"hydra.run.dir={out}"]
+    env = {**os.environ, "SEQ2SEQ_DATA_DIR": str(corpus_root)}
+    killed = subprocess.run(
+        command, cwd=REPO, env={**env, "SEQ2SEQ_CRASH_AT": "step:25"}, capture_output=True, text=True, timeout=300
+    )
+    assert killed.returncode == -9, killed.stderr
+    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    log = (out / "train.log").read_text()
+    assert "starting a new run" in log and "exists, resuming at step 20" in log
+    want, got = load_checkpoint(reference / "last.pt"), load_checkpoint(out / "last.pt")
+    for key, value in want["model"].items():
+        torch.testing.assert_close(got["model"][key], value, rtol=0, atol=0)
+
+
 def nan_at(calls, monkeypatch):
     """Make the training loss NaN on the given training steps (validation's loss is another function)."""
     import seq2seq.training.loss as losses

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -105,6 +106,41 @@ def test_resume_refuses_a_changed_corpus_and_accepts_a_moved_one(corpus_root, tm
     assert train(compose([*TINY, f"data.root={moved}", "train.max_steps=15", "train.resume=true"]), out)["step"] == 15
     changed = [*TINY, f"data.root={shorter}", "train.max_steps=20", "train.resume=true", "train.resume_data=changed"]
     assert train(compose(changed), out)["step"] == 20
+
+
+# -- train.resume=auto: one command for the first start and every restart -------------------
+
+
+def test_resume_auto_starts_fresh_then_continues_and_says_which(corpus_root, tmp_path, one_thread, caplog):
+    caplog.set_level(logging.INFO, logger="seq2seq")  # as train.py sets it: train.log gets the INFO lines
+    out = tmp_path / "run"
+    auto = [*TINY, f"data.root={corpus_root}", "train.resume=auto", "train.valid_every=1000"]
+    assert train(compose([*auto, "train.max_steps=10"]), out)["step"] == 10
+    assert f"train.resume=auto: no checkpoint in {out}, starting a new run" in (out / "train.log").read_text()
+    assert train(compose([*auto, "train.max_steps=15"]), out)["step"] == 15
+    assert f"train.resume=auto: {out / 'last.pt'} exists, resuming at step 10" in (out / "train.log").read_text()
+    assert load_checkpoint(out / "last.pt")["progress"]["step"] == 15
+    shorter = tmp_path / "shorter"  # every check of train.resume=true still applies
+    write_corpus(shorter / "multi30k", {"train": 300, "val": 40})
+    with pytest.raises(RunDirError, match=r"corpus differs .*1,500 pairs then, 300 now"):
+        train(compose([*TINY, f"data.root={shorter}", "train.resume=auto", "train.max_steps=20"]), out)
+    with pytest.raises(RunDirError, match="cannot change the model or data.*model.decoder_size"):
+        train(compose([*auto, "model.decoder_size=32", "train.max_steps=20"]), out, ["model.decoder_size=32"])
+
+
+def test_resume_auto_refuses_a_dir_with_only_best_pt(trained_run, tmp_path):
+    (tmp_path / "best.pt").write_bytes((trained_run / "best.pt").read_bytes())
+    with pytest.raises(RunDirError, match="holds best.pt but no last.pt.*would overwrite best.pt"):
+        train(compose([*TINY, "train.resume=auto"]), tmp_path)
+    assert (tmp_path / "best.pt").read_bytes() == (trained_run / "best.pt").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".lock") == ["best.pt"]
+
+
+def test_resume_takes_true_false_or_auto():
+    from seq2seq.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train.resume.*true, false or auto"):
+        compose([*TINY, "train.resume=sometimes"])
 
 
 # -- failed writes ---------------------------------------------------------------------------

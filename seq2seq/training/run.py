@@ -57,7 +57,7 @@ def _resume_config(config: Config, saved: dict[str, Any], overrides: list[str] |
     if changed:
         details = "; ".join(f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in changed[:5])
         raise RunDirError(
-            f"train.resume=true cannot change the model or data of a run ({details}); "
+            f"train.resume cannot change the model or data of a run ({details}); "
             "drop those overrides or start a new run in another directory"
         )
     sections = {k: saved[k] for k in MODEL_SECTIONS}
@@ -65,24 +65,50 @@ def _resume_config(config: Config, saved: dict[str, Any], overrides: list[str] |
     return Config.from_dict({**sections, "train": current["train"]})
 
 
-def _open_run_dir(out_dir: Path, config: Config, overrides: list[str] | None) -> tuple[Config, dict | None]:
-    """Refuse to overwrite a run; on resume, load ``last.pt`` and the config it was trained with."""
-    has_checkpoint = (out_dir / "last.pt").exists() or (out_dir / "best.pt").exists()
-    if not config.train.resume:
-        if has_checkpoint:
+def _open_run_dir(out_dir: Path, config: Config, overrides: list[str] | None) -> tuple[Config, dict | None, str]:
+    """Refuse to overwrite a run; on resume, load ``last.pt`` and the config it was trained with.
+
+    Also returns the line ``train.log`` gets about it. ``train.resume=auto`` resumes where ``last.pt``
+    exists and starts a new run where the directory holds no checkpoint: the same command serves a
+    first start and every restart (a preempted VM, a SLURM requeue, ``torchrun --max-restarts``).
+    """
+    last, best = out_dir / "last.pt", out_dir / "best.pt"
+    mode = config.train.resume
+    if mode == "auto":
+        if last.exists():
+            config, payload = _resume_from(last, config, overrides)
+            return config, payload, f"train.resume=auto: {last} exists, resuming at step {_step(payload)}"
+        if best.exists():
             raise RunDirError(
-                f"{out_dir} already holds a checkpoint; continue it with train.resume=true "
+                f"train.resume=auto: {out_dir} holds best.pt but no last.pt, so there is nothing to resume and a "
+                "new run would overwrite best.pt; move best.pt away or choose another directory (hydra.run.dir=...)"
+            )
+        return config, None, f"train.resume=auto: no checkpoint in {out_dir}, starting a new run"
+    if not mode:
+        if last.exists() or best.exists():
+            raise RunDirError(
+                f"{out_dir} already holds a checkpoint; continue it with train.resume=true (or auto) "
                 "or choose another directory (hydra.run.dir=...)"
             )
-        return config, None
-    if not (out_dir / "last.pt").exists():
+        return config, None, "starting a new run"
+    if not last.exists():
         raise RunDirError(
-            f"train.resume=true but {out_dir / 'last.pt'} does not exist; point hydra.run.dir at the run to continue"
+            f"train.resume=true but {last} does not exist; point hydra.run.dir at the run to continue "
+            "(train.resume=auto starts a new run where there is none)"
         )
-    payload = load_checkpoint(out_dir / "last.pt")
+    config, payload = _resume_from(last, config, overrides)
+    return config, payload, f"train.resume=true: resuming {last} at step {_step(payload)}"
+
+
+def _resume_from(last: Path, config: Config, overrides: list[str] | None) -> tuple[Config, dict]:
+    payload = load_checkpoint(last)
     if "optimizer" not in payload:
-        raise RunDirError(f"{out_dir / 'last.pt'} has no optimiser state, so it cannot be resumed")
+        raise RunDirError(f"{last} has no optimiser state, so it cannot be resumed")
     return _resume_config(config, payload["config"], overrides), payload
+
+
+def _step(payload: dict[str, Any]) -> int:
+    return int(payload.get("progress", {}).get("step", 0))
 
 
 def train(config: Config, out_dir: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -107,7 +133,7 @@ def _train_in(config: Config, out_dir: str | Path, overrides: list[str] | None, 
     device = pick_device(dist.device(config.train.device), "train.device")
     resolve_precision(config.train.precision, device, "train.precision")
     with RunDirLock(out_dir) if dist.is_main else contextlib.nullcontext():  # before anything is written
-        config, resume = _open_run_dir(out_dir, config, overrides)
+        config, resume, how = _open_run_dir(out_dir, config, overrides)
         dist.barrier()  # every rank has checked the directory before rank 0 writes into it
         if not dist.is_main:
             return _run_quietly(config, out_dir, resume, dist)
@@ -116,6 +142,7 @@ def _train_in(config: Config, out_dir: str | Path, overrides: list[str] | None, 
         # nothing in the run dir changes until the run can start: the setup's log lines wait in memory
         held = logging.handlers.MemoryHandler(capacity=1_000_000, flushLevel=logging.CRITICAL + 1)
         log.addHandler(held)
+        log.info(how)
         try:
             trainer = Trainer(config, out_dir, resume, dist)
         finally:
