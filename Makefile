@@ -14,7 +14,7 @@ HOST ?= localhost
 PORT ?= 6006
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-browser lint format demo train eval bench peers length-study profile tensorboard clean
+.PHONY: help install test test-fast test-browser lint format demo train eval explore bench peers length-study profile tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ test:  ## the whole test suite (a few minutes on 2 CPU cores)
 test-fast:  ## the suite without the slow tests (real training and commands in subprocesses)
 	$(PYTHON) -m pytest -q -m "not slow and not browser"
 
-test-browser:  ## the explorer page in headless Chromium (needs Debian's chromium package)
+test-browser:  ## the explorer page in headless Chromium, driven by Playwright (needs Debian's chromium package)
 	$(PYTHON) -m pytest -q -m browser tests/test_browser.py
 
 lint:  ## ruff lint + format check
@@ -48,6 +48,9 @@ train:  ## train the default model (Bahdanau attention on Multi30k de-en)
 
 eval:  ## score a run's best.pt on its test splits (RUN=outputs/...; BEAM=5; CONCAT=8 adds long inputs; DEVICE=cuda)
 	$(PYTHON) -m seq2seq.evaluate $(if $(RUN),--run $(RUN)) --beam $(BEAM) --concat $(CONCAT) $(if $(DEVICE),--device $(DEVICE))
+
+explore:  ## a run's explorer page from its training history, without evaluating (RUN=outputs/..., default the latest) -> RUN/explorer.html
+	$(PYTHON) -m seq2seq.explorer $(RUN)
 
 peers:  ## OpenNMT-py 3.5.1 on bench's peer model, on this host now -> outputs/peers/opennmt.json
 	$(PYTHON) scripts/peer_opennmt.py

@@ -75,6 +75,28 @@ class HubConfig:
 
 
 @dataclass
+class SplitConfig:
+    """How a corpus that is one file is cut into train/valid/test (:func:`seq2seq.data.formats.split_rows`)."""
+
+    valid: float = 1000  # pairs (1 or more) or a fraction of all pairs (under 1)
+    test: float = 1000
+    seed: int = 1
+
+    def check(self) -> None:
+        for key in ("valid", "test"):
+            value = getattr(self, key)
+            _require(
+                0 < value < 1 or (value >= 1 and value == int(value)),
+                f"data.split.{key}",
+                value,
+                "a number of pairs (1, 2, ...) or a fraction in (0, 1)",
+            )
+
+
+DATA_FORMATS = ("text", "tsv", "csv", "jsonl", "hf")
+
+
+@dataclass
 class DataConfig:
     name: str = "multi30k"  # folder under the data root
     src: str = "de"
@@ -87,9 +109,20 @@ class DataConfig:
     vocab: VocabConfig = field(default_factory=VocabConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     long_examples: LongExamplesConfig = field(default_factory=LongExamplesConfig)
+    # the corpus's shape (seq2seq.data.formats): text = a folder of {split}.{lang} files (name under root)
+    format: str = "text"  # text | tsv | csv | jsonl | hf
+    files: str | None = None  # tsv/csv/jsonl: a file, or one per split (pairs.*.tsv); hf: hub id or folder
+    columns: dict[str, str | None] = field(default_factory=dict)  # src/tgt (or a language) -> column name or index
+    header: bool | None = None  # tsv/csv: the first line names the columns (default: csv yes, tsv no)
+    hf_config: str | None = None  # hf: the hub dataset's config name (wmt14: de-en)
+    split: SplitConfig = field(default_factory=SplitConfig)  # one file with no splits: what is held out
 
     def check(self) -> None:
         _require(self.src != self.tgt, "data.tgt", self.tgt, "a language other than data.src")
+        _require(self.format in DATA_FORMATS, "data.format", self.format, ", ".join(DATA_FORMATS))
+        if self.format != "text" and not self.files:
+            raise ConfigError(f"data.format={self.format} needs data.files: the file (or hub id, or folder) to read")
+        self.split.check()
         self.vocab.check()
         self.filter.check()
         self.long_examples.check()

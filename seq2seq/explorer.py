@@ -297,12 +297,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m seq2seq.explorer",
         description="Write a run's explorer page from its training history, without evaluating it.",
     )
-    parser.add_argument("run", help="a run directory (it holds config.json and attention_history.jsonl)")
+    parser.add_argument(
+        "run", nargs="?", help="a run directory with config.json and attention_history.jsonl (default: the latest run)"
+    )
     parser.add_argument("--out", help="where to write the page (default RUN/explorer.html)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        page = run_page(args.run, args.out)
+        from seq2seq.evaluate import find_latest_run  # evaluate imports this module
+
+        page = run_page(args.run or find_latest_run(), args.out)
     except Seq2SeqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

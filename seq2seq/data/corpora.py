@@ -18,6 +18,7 @@ from pathlib import Path
 import datasets
 
 from seq2seq.config import DataConfig, FilterConfig
+from seq2seq.data.formats import load_formatted
 from seq2seq.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ def corpus_root(cfg: DataConfig) -> Path | None:
 def load_split(cfg: DataConfig, split: str) -> datasets.Dataset:
     """One split as a Dataset with columns ``src`` and ``tgt``."""
     root = corpus_root(cfg)
+    if cfg.format != "text":  # TSV, CSV, JSON Lines, a Hugging Face dataset (seq2seq.data.formats)
+        return load_formatted(cfg, root / cfg.name if root is not None else None, split)
     if root is not None:
         return _load_local(root / cfg.name, split, cfg.src, cfg.tgt)
     return _load_hub(cfg, split)

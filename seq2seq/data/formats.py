@@ -1,0 +1,327 @@
+"""Corpora in other shapes than a folder of ``{split}.{lang}`` files, all read through ``datasets``.
+
+``data.format`` says which (``data.files`` where):
+
+    tsv, csv   one file of pairs, or one per split (``data.files=pairs.*.tsv``: ``*`` is the split's
+               name, pairs.train.tsv, pairs.valid.tsv, pairs.test.tsv); columns by
+               index or by header name (``data.columns.en=0``); extra columns are ignored, so
+               the manythings/Tatoeba layout ``en<TAB>fr<TAB>attribution`` works as it is
+    jsonl      JSON Lines: two fields named by language (or by ``data.columns``), or a
+               ``translation`` dict ``{"de": ..., "en": ...}`` (the Hugging Face translation layout)
+    hf         a Hugging Face dataset: a hub id (``data.hf_config`` for its config name), or a
+               local folder written by ``save_to_disk`` or holding parquet/JSON Lines files,
+               in the ``translation`` layout or with named columns
+
+A corpus that is one file has no splits: :func:`split_rows` holds out validation and test pairs
+(``data.split``: sizes or fractions, and a seed), grouping pairs by their source sentence so that
+no source sits on both sides of a split (Tatoeba has many sentences with several translations).
+The split is a function of the file and ``data.split``, so a resumed run gets the same one.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import datasets
+
+from seq2seq.config import DataConfig
+from seq2seq.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLIT_MARK = "*"  # in data.files: one file per split, the split's name in place of the mark
+
+
+def load_formatted(cfg: DataConfig, folder: Path | None, split: str) -> datasets.Dataset:
+    """Split ``split`` of a ``tsv``/``csv``/``jsonl``/``hf`` corpus, columns ``src`` and ``tgt``.
+
+    ``folder`` is the corpus folder (``root/name``) that relative ``data.files`` are looked up in
+    first, or None.
+    """
+    if cfg.format == "hf":
+        return _load_hf(cfg, folder, split)
+    if SPLIT_MARK in cfg.files:
+        return _read_file(cfg, _resolve(cfg.files.replace(SPLIT_MARK, split), folder))
+    whole = _read_file(cfg, _resolve(cfg.files, folder))
+    return whole.select(split_rows(whole, cfg)[_split_role(cfg, split)])
+
+
+# -- one file: TSV, CSV, JSON Lines ---------------------------------------------------------------
+
+
+def _resolve(name: str, folder: Path | None) -> Path:
+    """``data.files`` as a path: absolute, in the corpus folder, or relative to the working directory."""
+    path = Path(os.path.expanduser(name))
+    candidates = [path] if path.is_absolute() else [*([folder / path] if folder else []), Path.cwd() / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DataError(
+        f"corpus file {name} not found (looked in {', '.join(str(c.parent) for c in candidates)}); "
+        "set data.files to the file's path (absolute, or relative to the corpus folder or the working directory)"
+    )
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    return (
+        gzip.open(path, "rt", encoding="utf-8", newline="")
+        if path.suffix == ".gz"
+        else open(path, encoding="utf-8", newline="")
+    )
+
+
+def _read_file(cfg: DataConfig, path: Path) -> datasets.Dataset:
+    if cfg.format == "jsonl":
+        try:
+            ds = datasets.load_dataset("json", data_files=str(path), split="train")
+        except Exception as error:  # datasets wraps pyarrow's JSON errors in several types
+            raise DataError(f"could not read {path} as JSON Lines ({_first_line(error)})") from None
+        return pairs_from_columns(ds, cfg, str(path))
+    columns, n_fields, header = _check_delimited(cfg, path)
+    names = [f"c{i}" for i in range(n_fields)]
+    features = datasets.Features({name: datasets.Value("string") for name in names})
+    ds = datasets.load_dataset(
+        "csv",
+        data_files=str(path),
+        split="train",
+        sep="\t" if cfg.format == "tsv" else ",",
+        header=None,
+        skiprows=1 if header else 0,
+        column_names=names,
+        features=features,
+        quoting=csv.QUOTE_NONE if cfg.format == "tsv" else csv.QUOTE_MINIMAL,
+        keep_default_na=False,
+        na_filter=False,
+    )
+    ds = ds.select_columns([names[columns[0]], names[columns[1]]])
+    return ds.rename_columns({names[columns[0]]: "src", names[columns[1]]: "tgt"})
+
+
+def _rows(cfg: DataConfig, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a TSV/CSV file as ``csv`` reads it with the format's dialect."""
+    with _open_text(path) as handle:
+        if cfg.format == "tsv":
+            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        else:
+            reader = csv.reader(handle)
+        try:
+            for fields in reader:
+                yield reader.line_num, fields
+        except UnicodeDecodeError:
+            raise DataError(f"{path} after line {reader.line_num} is not valid UTF-8 (re-encode it as UTF-8)") from None
+        except csv.Error as error:
+            raise DataError(f"{path} line {reader.line_num}: {error}") from None
+
+
+def _check_delimited(cfg: DataConfig, path: Path) -> tuple[tuple[int, int], int, bool]:
+    """Which columns hold src and tgt, how many columns the file has, whether line 1 is a header.
+
+    Every line must have both columns: the first that does not is named with its line number.
+    """
+    header = cfg.header if cfg.header is not None else cfg.format == "csv"
+    rows = _rows(cfg, path)
+    first = next(rows, None)
+    if first is None:
+        raise DataError(f"corpus file {path} is empty; it needs one pair per line")
+    _, fields = first
+    columns = tuple(_column_index(cfg, lang, fields if header else None, path, fields) for lang in (cfg.src, cfg.tgt))
+    need, widest = max(columns) + 1, len(fields)
+    delimiter = "a tab" if cfg.format == "tsv" else "a comma"
+    for number, fields in ([first] if not header else []) + list(rows):
+        if not fields:
+            continue  # a blank line: datasets skips it too
+        if len(fields) < need:
+            hint = ""
+            if len(fields) == 1:
+                hint = f"; the line has no {delimiter} in it: {_quote(fields[0])} (is data.format right?)"
+            raise DataError(
+                f"{path} line {number} has {len(fields)} column(s), but data.columns needs column {need - 1} "
+                f"(counting from 0){hint}"
+            )
+        widest = max(widest, len(fields))
+    return columns, widest, header
+
+
+def column_of(cfg: DataConfig, lang: str) -> tuple[str | None, str]:
+    """The column ``data.columns`` names for ``lang`` (by language, else by role: ``src``/``tgt``), or
+    None, and the key that named it (for messages)."""
+    role = "src" if lang == cfg.src else "tgt"
+    for key in (lang, role):
+        if cfg.columns.get(key) is not None:
+            return str(cfg.columns[key]), f"data.columns.{key}"
+    return None, f"data.columns.{role}"
+
+
+def _column_index(cfg: DataConfig, lang: str, header: list[str] | None, path: Path, first: list[str]) -> int:
+    """The index of ``lang``'s column (``data.columns``, default src 0 and tgt 1): a header name or an index."""
+    named, key = column_of(cfg, lang)
+    wanted = named if named is not None else ("0" if lang == cfg.src else "1")
+    if header is not None and wanted in header:
+        return header.index(wanted)
+    if wanted.isdigit() and int(wanted) < len(first):
+        return int(wanted)
+    delimiter = "a tab" if cfg.format == "tsv" else "a comma"
+    separator = "\t" if cfg.format == "tsv" else ","
+    seen = f"its first line is {_quote(separator.join(first))}"
+    if len(first) == 1:
+        raise DataError(
+            f"{path} has no {delimiter} in its first line ({seen}); is data.format={cfg.format} the file's "
+            "format (tsv: tab-separated, csv: comma-separated)?"
+        )
+    have = ", ".join(header) if header is not None else f"0 to {len(first) - 1} (no header line: data.header=false)"
+    raise DataError(f"{path} has no column {wanted!r} for {lang} ({key}); it has columns {have}; {seen}")
+
+
+def _quote(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+# -- Hugging Face datasets --------------------------------------------------------------------------
+
+
+def pairs_from_columns(ds: datasets.Dataset, cfg: DataConfig, where: str) -> datasets.Dataset:
+    """``src``/``tgt`` from a ``translation`` dict column or from columns named by ``data.columns`` or the languages."""
+    names = {lang: column_of(cfg, lang)[0] or lang for lang in (cfg.src, cfg.tgt)}
+    named = any(column_of(cfg, lang)[0] is not None for lang in (cfg.src, cfg.tgt))
+    if not named and "translation" in ds.column_names and not {cfg.src, cfg.tgt} <= set(ds.column_names):
+        feature = ds.features["translation"]
+        langs = list(getattr(feature, "languages", None) or (feature.keys() if isinstance(feature, dict) else []))
+        missing = [lang for lang in (cfg.src, cfg.tgt) if lang not in langs]
+        if missing:
+            raise DataError(
+                f"{where}: its translation column has no {missing[0]!r} (it has {', '.join(map(str, langs))}); "
+                "set data.src and data.tgt to two of those"
+            )
+        src, tgt = cfg.src, cfg.tgt
+
+        def unpack(batch):
+            return {"src": [t[src] for t in batch["translation"]], "tgt": [t[tgt] for t in batch["translation"]]}
+
+        return ds.map(unpack, batched=True, remove_columns=ds.column_names)
+    missing = [f"{names[lang]!r}" for lang in (cfg.src, cfg.tgt) if names[lang] not in ds.column_names]
+    if missing:
+        raise DataError(
+            f"{where} has no column {missing[0]} (it has {', '.join(ds.column_names)}); set data.columns.src and "
+            "data.columns.tgt to the columns that hold each side, or use a translation column of {lang: text} dicts"
+        )
+    ds = ds.select_columns([names[cfg.src], names[cfg.tgt]])
+    return ds.rename_columns({names[cfg.src]: "src", names[cfg.tgt]: "tgt"})
+
+
+def _load_hf(cfg: DataConfig, folder: Path | None, split: str) -> datasets.Dataset:
+    local = _local_dataset(cfg.files, folder)
+    if local is not None:
+        return _local_split(local, cfg, split)
+    try:
+        ds = datasets.load_dataset(cfg.files, cfg.hf_config, split=split)
+    except Exception as error:  # offline, unknown repo or config, no such split: datasets raises many types
+        offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")
+        why = "HF_HUB_OFFLINE is set" if offline else _first_line(error)
+        raise DataError(
+            f"could not load {cfg.files!r}{f' ({cfg.hf_config})' if cfg.hf_config else ''} split {split!r} from the "
+            f"Hugging Face hub ({why}); where the hub is reachable, save it with "
+            f"datasets.load_dataset(...).save_to_disk(DIR) and set data.files=DIR"
+        ) from None
+    return pairs_from_columns(ds, cfg, f"{cfg.files} split {split}")
+
+
+def _local_dataset(name: str, folder: Path | None) -> Path | None:
+    path = Path(os.path.expanduser(name))
+    for candidate in [path] if path.is_absolute() else [*([folder / path] if folder else []), Path.cwd() / path]:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _local_split(path: Path, cfg: DataConfig, split: str) -> datasets.Dataset:
+    where = f"{path} split {split}"
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():  # save_to_disk
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise DataError(
+                    f"{path} has no split {split!r} (it has {', '.join(loaded)}); set data.train/valid/test"
+                )
+            return pairs_from_columns(loaded[split], cfg, where)
+        whole = pairs_from_columns(loaded, cfg, str(path))  # one Dataset: no splits of its own
+        return whole.select(split_rows(whole, cfg)[_split_role(cfg, split)])
+    try:
+        loaded = datasets.load_dataset(str(path))  # parquet / JSON Lines / CSV files, splits by file name
+    except Exception as error:
+        raise DataError(f"could not read {path} as a dataset folder ({_first_line(error)})") from None
+    if split not in loaded:
+        raise DataError(f"{path} has no split {split!r} (it has {', '.join(loaded)}); set data.train/valid/test")
+    return pairs_from_columns(loaded[split], cfg, where)
+
+
+def _first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+
+
+# -- a held-out split for a corpus that has none ----------------------------------------------------
+
+
+def _split_role(cfg: DataConfig, split: str) -> str:
+    roles = {cfg.train: "train", cfg.valid: "valid", **{name: "test" for name in cfg.test[:1]}}
+    if split not in roles:
+        raise DataError(
+            f"{cfg.files} is one file with no splits of its own: it is cut into {cfg.train}, {cfg.valid} and "
+            f"{cfg.test[0] if cfg.test else 'test'} (data.split), not {split!r}"
+        )
+    return roles[split]
+
+
+def _size(value: float, total: int, key: str) -> int:
+    n = round(value * total) if value < 1 else int(value)
+    if n < 1:
+        raise DataError(
+            f"{key}={value} leaves that split empty ({total:,} pairs in all); give a size or a larger fraction"
+        )
+    return n
+
+
+def split_rows(ds: datasets.Dataset, cfg: DataConfig) -> dict[str, list[int]]:
+    """Row indices of ``train``, ``valid`` and ``test``: whole groups of pairs with the same source,
+    in a seeded shuffle of the groups, test first, then valid, the rest train."""
+    sources = ds["src"]
+    total = len(sources)
+    want = {
+        "test": _size(cfg.split.test, total, "data.split.test"),
+        "valid": _size(cfg.split.valid, total, "data.split.valid"),
+    }
+    if want["test"] + want["valid"] >= total:
+        raise DataError(
+            f"data.split takes {want['valid']:,} validation and {want['test']:,} test pairs of {total:,}, "
+            "which leaves no training pairs; make them smaller"
+        )
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(sources):
+        groups.setdefault(s.strip(), []).append(i)
+    order = list(groups.values())  # first occurrence order: the same for the same file
+    random.Random(cfg.split.seed).shuffle(order)
+    out: dict[str, list[int]] = {"test": [], "valid": [], "train": []}
+    role = iter(["test", "valid", "train"])
+    current = next(role)
+    for group in order:
+        while current != "train" and len(out[current]) >= want[current]:
+            current = next(role)
+        out[current].extend(group)
+    shared = sum(len(g) for g in groups.values() if len(g) > 1)
+    log.info(
+        "%s: no splits in the file; held out by source sentence (seed %d): train %s, valid %s, test %s pairs; "
+        "%s pairs share their source with another pair and were kept in one split",
+        cfg.files,
+        cfg.split.seed,
+        f"{len(out['train']):,}",
+        f"{len(out['valid']):,}",
+        f"{len(out['test']):,}",
+        f"{shared:,}",
+    )
+    return {k: sorted(v) for k, v in out.items()}
