@@ -19,7 +19,7 @@ import torch
 from seq2seq.config import Config
 from seq2seq.data.vocab import EOS, Vocab
 from seq2seq.errors import CheckpointError, Seq2SeqError
-from seq2seq.explorer import Record, attention_info, record
+from seq2seq.explorer import ModelView, Record, attention_info, page_data, record, write_page
 from seq2seq.hardware import bound_kernel_caches, pick_device, resolve_precision
 from seq2seq.lesson import Steps, attention_steps
 from seq2seq.model import Seq2Seq, build_model
@@ -106,6 +106,16 @@ class Translator:
         """The explorer's step-panel labels for this model (None for ``attention=none``)."""
         a = self.config.attention
         return attention_info(a.type, a.score, self.model.encoder.output_size)
+
+    def write_page(self, path: str | Path, sentences: Sequence[str], beam: int = 1, title: str | None = None) -> Path:
+        """Translate ``sentences`` and write their explorer page (playback, step panel, heatmaps) to ``path``."""
+        from seq2seq.evaluate import model_name  # evaluate imports this module
+
+        hyps = self.nbest(sentences, beam, return_attention=True)
+        records = explorer_records(self, sentences, [h[0] if h else None for h in hyps], [None] * len(sentences))
+        name = model_name(self)
+        view = ModelView(name, records, attention=self.attention_info)
+        return write_page(path, page_data(title or f"{name}: translations", [{"src": s} for s in sentences], [view]))
 
     def text(self, hyp: Hypothesis) -> str:
         """The detokenised output, always one line (a line break would shift every later line)."""
