@@ -3,11 +3,16 @@
 A page holds one or more *models* (a run's evaluation, or several runs side by side) over the
 same *sentences*: the data as JSON and the script inline, no network, so it opens from disk in
 any browser. Per sentence and model it keeps the output, a sentence-level chrF (when there is a
-reference), the source and output subword pieces, and the attention rows, each stored sparsely as
-``[[column, per mille], ...]`` (:func:`sparse_rows`: 95 % of each row's mass at least, so a
-1,000-sentence test set stays around a megabyte per model). The page merges pieces into words in
-the browser (sum over a source word's pieces, mean over an output word's rows: the AER view of
-:mod:`seq2seq.alignment`).
+reference), the source and output subword pieces, and the attention rows. Where the model's steps
+were replayed (:mod:`seq2seq.lesson`: every evaluation and translation page) a row is stored as the
+softmax's input, the raw scores of its weights of 2 % and more and the softmax denominator
+(:func:`scored_rows`), and the page computes the weights from them, as the step panel shows the
+reader; otherwise (the training history, pages from before) as ``[[column, per mille], ...]``
+(:func:`sparse_rows`: 95 % of each row's mass at least). A 2,000-sentence page stays under 3 MB
+per model. The page merges pieces into words in the browser (sum over a source word's pieces,
+mean over an output word's rows: the AER view of :mod:`seq2seq.alignment`).
+
+The playback, the step panel and the training slider live in the page's script (``assets/``).
 
 Written by ``make eval`` (``RUN/eval/<mode>/explorer.html`` and the data as ``explorer.json``),
 by ``python -m seq2seq.evaluate --compare RUN_A RUN_B ...``, by the length study, and by
@@ -35,7 +40,7 @@ from seq2seq.lesson import FORMULAS, QUERIES, Steps
 from seq2seq.metrics import attention_statistics
 
 MIN_PER_MILLE = 2  # beyond 95 % of a row's mass, weights under 2 per mille are left out
-MIN_SCORED_PER_MILLE = 10  # the step panel's raw scores: of the weights of 1 % and more (and each row's largest)
+MIN_SCORED_PER_MILLE = 20  # the step panel keeps the raw scores of the weights of 2 % and more (and each row's largest)
 
 
 @dataclass
@@ -50,9 +55,10 @@ class Record:
     entropy: float | None = None  # mean row entropy (nats)
     diagonal: float | None = None  # mean |argmax position - diagonal|, relative positions
     # the step panel (seq2seq.lesson.Steps), where the model attends:
-    scores: list[list[float]] | None = None  # per row: the raw scores of the entries :func:`scored` picks
-    normaliser: list[float] | None = None  # per row: Z = sum_j exp(s_j - max s) over every real source position
-    query_norm: list[float] | None = None  # per row: ‖q_t‖
+    # (then instead of ``attention``: the weights follow from the scores, :func:`scored_rows`)
+    scored: list[list[int]] | None = None  # per row: [j, (m - s_j) in thousandths, ...] for weights of 2 % and more
+    top_score: list[float] | None = None  # per row: m, the largest raw score
+    normaliser: list[float] | None = None  # per row: Z = sum_j exp(s_j - m) over every real source position
     context_norm: list[float] | None = None  # per row: ‖c_t‖
     value_norm: list[float] | None = None  # per source position: ‖v_i‖
 
@@ -63,9 +69,9 @@ class Record:
             ("chrf", self.chrf),
             ("ent", self.entropy),
             ("diag", self.diagonal),
-            ("sc", self.scores),
+            ("sa", self.scored),
+            ("m", self.top_score),
             ("z", self.normaliser),
-            ("qn", self.query_norm),
             ("cn", self.context_norm),
             ("vn", self.value_norm),
         ):
@@ -120,16 +126,6 @@ def sparse_rows(weights) -> list[list[list[int]]]:
     return out
 
 
-def scored(kept: list[list[int]]) -> list[list[int]]:
-    """The entries of a sparse row (:func:`sparse_rows`) whose raw scores the page stores: those of
-    at least 1 % (:data:`MIN_SCORED_PER_MILLE`) and the largest (the first, on a tie). The page's
-    script picks the same entries."""
-    if not kept:
-        return []
-    top = max(kept, key=lambda e: e[1])
-    return [e for e in kept if e[1] >= MIN_SCORED_PER_MILLE or e is top]
-
-
 def row_statistics(weights) -> tuple[float, float]:
     """Mean entropy (nats) and mean distance from the diagonal of one attention matrix ``(T, S)``.
 
@@ -153,30 +149,56 @@ def record(
 ) -> Record:
     """A :class:`Record` with its sentence chrF (if ``ref``) and attention statistics (if ``attention``).
 
-    With ``steps`` (:func:`seq2seq.lesson.attention_steps`) the weights are its weights, and the
-    record keeps what the step panel shows: the raw scores (3 decimals) of the weights of 1 % and more
-    (:func:`scored`), each row's softmax denominator ``Z = sum_j exp(s_j - m)`` over every source
-    position, ``m`` the largest score (4 decimals, so that ``exp(s_i - m) / Z`` gives the weight to
-    1e-3 by hand), and the query, context and value norms (2 decimals).
+    With ``steps`` (:func:`seq2seq.lesson.attention_steps`) the record stores the raw scores instead of
+    the weights, and the weights follow from them as the softmax does (:func:`scored_rows`).
     """
     rec = Record(hyp, src_pieces, out_pieces)
     if ref is not None:
         rec.chrf = CHRF().sentence_score(hyp, [ref]).score
+    if steps is not None and len(steps.scores):
+        rec.entropy, rec.diagonal = row_statistics(steps.weights)
+        rec.scored, rec.top_score, rec.normaliser = scored_rows(steps.scores, steps.weights)
+        rec.context_norm = [round(x, 1) for x in steps.context_norm.tolist()]
+        rec.value_norm = [round(x, 1) for x in steps.value_norm.tolist()]
+        return rec
     if steps is not None:
         attention = steps.weights
     if attention is not None:
         rec.attention = sparse_rows(attention)
         rec.entropy, rec.diagonal = row_statistics(attention)
-    if steps is not None and len(steps.scores):
-        rows = steps.scores.tolist()
-        rec.scores = [[round(rows[t][j], 3) for j, _ in scored(kept)] for t, kept in enumerate(rec.attention)]
-        # Z = sum_j exp(s_j - m) over every position, m the row's largest score (always a stored one)
-        top = steps.scores.max(-1, keepdim=True).values
-        rec.normaliser = [round(x, 4) for x in (steps.scores - top).exp().sum(-1).tolist()]
-        rec.query_norm = [round(x, 2) for x in steps.query_norm.tolist()]
-        rec.context_norm = [round(x, 2) for x in steps.context_norm.tolist()]
-        rec.value_norm = [round(x, 2) for x in steps.value_norm.tolist()]
     return rec
+
+
+def scored_rows(scores: torch.Tensor, weights: torch.Tensor) -> tuple[list[list[int]], list[float], list[float]]:
+    """The step panel's storage of attention ``(T, S)``: what the softmax starts from, not what it gives.
+
+    Per row ``t``: ``m_t``, the largest raw score (3 decimals); ``Z_t = sum_j exp(s_j - m_t)`` over every
+    source position (4 decimals); and, for each position whose weight is at least 2 %
+    (:data:`MIN_SCORED_PER_MILLE`) and for the largest, the column ``j`` and ``d_j = m_t - s_j`` in
+    thousandths, flat: ``[j, d_j, j', d_j', ...]``. The page shows ``s_j = m_t - d_j / 1000`` and
+    computes each weight as the lesson does, ``w_j = exp(s_j - m_t) / Z_t`` (the heatmap's too):
+    within 1e-3 of the model's. Weights under 2 % are not kept (the panel names those positions).
+    """
+    top = scores.max(-1, keepdim=True).values  # (T, 1)
+    normaliser = (scores - top).exp().sum(-1)  # (T,)
+    rows = []
+    for s, w, m in zip(scores.tolist(), weights.tolist(), top[:, 0].tolist()):
+        best = max(range(len(w)), key=w.__getitem__)
+        keep = [j for j in range(len(w)) if w[j] * 1000 >= MIN_SCORED_PER_MILLE or j == best]
+        rows.append([x for j in keep for x in (j, round((m - s[j]) * 1000))])
+    return rows, [round(x, 3) for x in top[:, 0].tolist()], [round(x, 4) for x in normaliser.tolist()]
+
+
+def weights_of(out: dict[str, Any]) -> list[dict[int, float]] | None:
+    """A page record's attention rows as ``{column: weight}``, from its scores or its per-mille weights."""
+    if "sa" in out:
+        return [
+            {row[k]: math.exp(-row[k + 1] / 1000) / z for k in range(0, len(row), 2)}
+            for row, z in zip(out["sa"], out["z"])
+        ]
+    if "att" in out:
+        return [{j: p / 1000 for j, p in row} for row in out["att"]]
+    return None
 
 
 def page_data(

@@ -13,7 +13,7 @@ import pytest
 
 from seq2seq.evaluate import evaluate_run
 from seq2seq.evaluate import main as evaluate_main
-from seq2seq.explorer import read_page_data, scored
+from seq2seq.explorer import read_page_data, weights_of
 from seq2seq.history import HISTORY_FILE
 
 pytestmark = pytest.mark.browser
@@ -147,7 +147,7 @@ def test_the_links_of_a_step_are_drawn_with_the_stored_weights(browser, page_pat
         int(lines.nth(k).get_attribute("data-col")): float(lines.nth(k).get_attribute("stroke-opacity"))
         for k in range(lines.count())
     }
-    want = {j: w for j, w in enumerate(dense_row(out["att"][t], len(out["sp"]))) if w > 0}
+    want = weights_of(out)[t]  # the stored scores' softmax
     assert drawn.keys() == want.keys()
     assert all(abs(drawn[j] - want[j]) <= 1e-3 for j in want)
     peak = max(want, key=want.get)
@@ -170,7 +170,7 @@ def test_the_step_panel_shows_softmax_of_the_scores_equals_the_weights(browser, 
         Z = float(text.split("positions = ")[1].split()[0])
         m = float(text.split("m = max_j s_j = ")[1].split(",")[0])
         rows = panel.locator("table.steps tr[data-col]:not(.omitted)")
-        assert rows.count() == len(scored(out["att"][t]))
+        assert rows.count() == len(out["sa"][t]) // 2
         heat = {
             int(c): float(w)
             for c, w in p.view()
@@ -218,13 +218,13 @@ def test_a_beam_search_page_plays_the_returned_hypothesis(browser, run):
     data = read_page_data(path)
     pick = pick_sentence(data)
     out = data["sentences"][pick]["out"][0]
-    assert len(out["att"]) == len(out["op"]) and out["sc"]
+    assert len(out["sa"]) == len(out["op"])
     p = Opened(browser, path, f"#sentence={pick}")
     T = len(out["op"])
     p.page.select_option("#speed", "4")
     p.page.click("#play")
     p.page.wait_for_function(f"document.getElementById('step-label').textContent === 'step {T} of {T}'", timeout=20_000)
-    assert p.view().locator("svg.flow line.link").count() == sum(1 for _, w in out["att"][-1] if w > 0)
+    assert p.view().locator("svg.flow line.link").count() == len(out["sa"][-1]) // 2
     p.clean()
 
 

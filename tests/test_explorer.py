@@ -11,7 +11,7 @@ import torch
 from conftest import TINY, compose, events
 from seq2seq.evaluate import evaluate_run
 from seq2seq.evaluate import main as evaluate_main
-from seq2seq.explorer import read_page_data, row_statistics, sparse_rows
+from seq2seq.explorer import read_page_data, row_statistics, sparse_rows, weights_of
 from seq2seq.metrics import attention_statistics
 from seq2seq.translate import main as translate_main
 from seq2seq.translator import Translator
@@ -49,7 +49,7 @@ def explored(trained_run, tmp_path_factory):
     run = tmp_path_factory.mktemp("explore") / "bahdanau"
     run.mkdir()
     shutil.copy(trained_run / "best.pt", run / "best.pt")
-    report = evaluate_run(run, n_heatmaps=0, bootstrap=20, concat=2)
+    report = evaluate_run(run, n_heatmaps=0, bootstrap=20, concat=2, precision="fp32")
     return run, report, read_page_data(run / "eval" / "greedy" / "explorer.html")
 
 
@@ -67,29 +67,33 @@ def test_eval_writes_an_explorer_with_every_sentence_and_its_attention(explored)
             summary["bleu"] == report["splits"][split]["bleu"]
             and summary["buckets"] == report["splits"][split]["buckets"]
         )
-    translator = Translator.from_checkpoint(run / "best.pt")
+    translator = Translator.from_checkpoint(run / "best.pt", precision="fp32")  # as the page was decoded
     sentence = data["sentences"][3]
     hyp = translator.nbest([sentence["src"]], return_attention=True)[0][0]
     src_pieces, out_pieces = translator.labels(sentence["src"], hyp)
     out = sentence["out"][0]
     assert out["sp"] == src_pieces and out["op"] == out_pieces  # the model's own pieces, </s> included
+    want = translator.nbest([sentence["src"]], return_attention=True)[0][0].attention  # (T, S)
+    got = weights_of(out)
+    for t, row in enumerate(want.tolist()):  # the page's weights are the model's, where 2 % and more
+        assert {j for j, w in enumerate(row) if w >= 0.02} <= set(got[t])
+        assert all(abs(got[t][j] - row[j]) <= 1e-3 for j in got[t])
     for s in data["sentences"]:
         o = s["out"][0]
-        assert len(o["att"]) == len(o["op"]) and all(945 <= sum(p for _, p in row) <= 1001 for row in o["att"])
-        assert all(j < len(o["sp"]) for row in o["att"] for j, _ in row)
+        rows = weights_of(o)
+        assert "att" not in o and len(rows) == len(o["op"]) == len(o["z"]) == len(o["m"]) == len(o["cn"])
+        assert all(sum(row.values()) <= 1.001 and max(row.values()) > 0 for row in rows)
+        assert all(j < len(o["sp"]) for row in rows for j in row) and len(o["vn"]) == len(o["sp"])
         assert 0 <= o["chrf"] <= 100 and o["ent"] >= 0 and 0 <= o["diag"] <= 1 and s["words"] == len(s["src"].split())
-    # compact whatever the model attends to: page code, text, about ten bytes per stored weight, eight per
-    # stored score and twenty per row for the step panel (a 60-step model may emit max-length outputs with
-    # flat attention: hundreds of thousands of weights, most of them over 1 %, so scored)
+    # compact whatever the model attends to: page code, text, about eight bytes per stored score and fifteen
+    # per row (a 60-step model may emit max-length outputs with flat attention: many scores over 2 %)
     outs = [s["out"][0] for s in data["sentences"]]
-    stored = sum(len(row) for o in outs for row in o["att"])
-    scores = sum(len(row) for o in outs for row in o["sc"])
-    rows = sum(len(o["att"]) for o in outs)
+    scores = sum(len(row) // 2 for o in outs for row in o["sa"])
+    rows = sum(len(o["sa"]) for o in outs)
     text = sum(len(s["src"]) + len(s["ref"]) + len(s["out"][0]["hyp"]) for s in data["sentences"])
+    pieces = sum(len(p) + 3 for o in outs for p in o["sp"] + o["op"])
     size = (run / "eval" / "greedy" / "explorer.html").stat().st_size
-    assert size < 300_000 + 10 * stored + 8 * scores + 20 * rows + 2 * text
-    assert all(len(o["sc"]) == len(o["z"]) == len(o["att"]) == len(o["qn"]) == len(o["cn"]) for o in outs)
-    assert all(len(o["vn"]) == len(o["sp"]) for o in outs)
+    assert size < 120_000 + 9 * scores + 15 * rows + 2 * text + pieces
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +115,7 @@ def test_compare_puts_runs_side_by_side_and_none_has_no_heatmaps(explored, none_
     data = read_page_data(page)
     assert [m["name"] for m in data["models"]] == ["none", "bahdanau (concat)"]
     assert len(data["sentences"]) == 100 and all(len(s["out"]) == 2 for s in data["sentences"])
-    assert all("att" not in s["out"][0] and "att" in s["out"][1] for s in data["sentences"] if s["src"])
+    assert all(weights_of(s["out"][0]) is None and weights_of(s["out"][1]) for s in data["sentences"] if s["src"])
 
 
 def test_compare_of_runs_on_other_sentences_is_one_line(explored, none_run, tmp_path, capsys):
@@ -134,7 +138,7 @@ def test_translate_html_shows_what_was_typed(trained_run, tmp_path, monkeypatch,
     data = read_page_data(page)
     assert [s["src"] for s in data["sentences"]] == ["Ein Hund rennt.", "", "Zwei Männer."]
     assert [s["out"][0]["hyp"] for s in data["sentences"]] == out.splitlines()
-    assert "ref" not in data["sentences"][0] and len(data["sentences"][0]["out"][0]["att"]) > 0
+    assert "ref" not in data["sentences"][0] and len(weights_of(data["sentences"][0]["out"][0])) > 0
 
 
 def test_validation_logs_attention_statistics(trained_run):

@@ -1,11 +1,12 @@
 """The step panel's numbers: a decoder replayed over its own output gives the weights decoding gave,
 the raw scores are the model's own score function, and softmax(scores) = weights."""
 
+import math
+
 import pytest
 import torch
 
 from seq2seq.config import AttentionConfig, ModelConfig
-from seq2seq.explorer import scored
 from seq2seq.lesson import FORMULAS, attention_steps, one_step, panel_lines
 from seq2seq.model import build_model
 from seq2seq.model.attention import build_attention
@@ -68,23 +69,27 @@ def test_stored_scores_are_the_additive_score_recomputed_from_the_checkpoint(tra
         memory = model.encode(torch.tensor([src_ids]), torch.tensor([len(src_ids)]))
         state = model.decoder.init_state(memory)
         y = torch.tensor([2])  # BOS
-        for t, row in enumerate(rec.attention):
+        for t, row in enumerate(rec.scored):
             q = state.h[-1][0]  # Bahdanau's query: the previous decoder state s_{t-1}
             H = memory.states[0]  # (S, K): the keys (and values)
             by_hand = (
                 attn.energy_layer.weight[0]
                 @ torch.tanh(attn.query_layer.weight @ q + (attn.key_layer.weight @ H.T).T).T
             )  # (S,)
-            picked = scored(row)
-            assert [round(float(by_hand[j]), 3) for j, _ in picked] == pytest.approx(rec.scores[t], abs=1.1e-3)
             m = float(by_hand.max())
+            assert rec.top_score[t] == pytest.approx(m, abs=6e-4)
             assert rec.normaliser[t] == pytest.approx(float((by_hand - m).exp().sum()), abs=1e-3)
-            for (_, per_mille), s in zip(picked, rec.scores[t]):  # what a reader checks by hand on screen
-                assert abs(torch.tensor(s - m).exp().item() / rec.normaliser[t] - per_mille / 1000) <= 1e-3
+            weights = torch.softmax(by_hand, -1)
+            stored = dict(zip(row[::2], row[1::2]))
+            assert {j for j in range(len(weights)) if weights[j] >= 0.02} <= set(stored)  # every weight of 2 % or more
+            for j, d in stored.items():
+                assert rec.top_score[t] - d / 1000 == pytest.approx(float(by_hand[j]), abs=1.1e-3)  # the raw score
+                # what a reader checks by hand on screen: exp(s_j - m) / Z is the weight
+                assert abs(math.exp(-d / 1000) / rec.normaliser[t] - float(weights[j])) <= 1e-3
             _, state, _ = model.decoder.step(y, state, memory)
             y = torch.tensor([(hyp.tokens + [3])[t]])
-    assert rec.query_norm and len(rec.query_norm) == len(rec.attention) == len(rec.context_norm)
-    assert len(rec.value_norm) == len(rec.src_pieces)
+    assert len(rec.scored) == len(rec.out_pieces) == len(rec.context_norm) == len(rec.top_score)
+    assert len(rec.value_norm) == len(rec.src_pieces) and rec.attention is None
 
 
 @pytest.mark.parametrize("score", list(FORMULAS))

@@ -39,4 +39,4 @@ def test_the_notebook_runs_from_the_lesson_to_the_explorer_page(tmp_path):
     data = read_page_data(tmp_path / "lesson.html")
     assert [s["src"] for s in data["sentences"]][0] == "The cat sat on the mat."
     first = data["sentences"][0]["out"][0]
-    assert first["att"] and first["sc"] and data["models"][0]["attention"]["type"] == "bahdanau"
+    assert first["sa"] and first["z"] and data["models"][0]["attention"]["type"] == "bahdanau"

@@ -156,9 +156,21 @@ function drawTable() {
   $("count").textContent = shown + " of " + DATA.sentences.length + " sentences";
 }
 
-function dense(att, T, S) {
+function rowsOf(o) {
+  // attention rows as [[column, weight], ...]: from the raw scores (seq2seq.explorer.scored_rows:
+  // w_j = exp(s_j - m) / Z, s_j = m - d_j / 1000), or from per-mille weights; null without attention
+  if (o.sa) return o.sa.map((row, t) => {
+    const out = [];
+    for (let k = 0; k < row.length; k += 2) out.push([row[k], Math.exp(-row[k + 1] / 1000) / o.z[t]]);
+    return out;
+  });
+  if (o.att) return o.att.map((row) => row.map(([j, p]) => [j, p / 1000]));
+  return null;
+}
+
+function dense(rows, T, S) {
   const m = Array.from({ length: T }, () => new Array(S).fill(0));
-  att.forEach((row, t) => row.forEach(([j, p]) => { if (t < T && j < S) m[t][j] = p / 1000; }));
+  (rows || []).forEach((row, t) => row.forEach(([j, w]) => { if (t < T && j < S) m[t][j] = w; }));
   return m;
 }
 
@@ -184,7 +196,7 @@ function mergeWords(m, srcPieces, outPieces) {
 
 function matrixOf(o) {
   // {m: dense weights (rows x columns), src, out: labels, rowOf: piece row -> displayed row, pieceOf: displayed row -> first piece row}
-  const m = dense(o.att || [], o.op.length, o.sp.length);
+  const m = dense(rowsOf(o), o.op.length, o.sp.length);
   if (!$("words").checked) {
     const ids = o.op.map((_, i) => i);
     return { m, src: o.sp, out: o.op, rowOf: ids, pieceOf: ids };
@@ -329,13 +341,6 @@ function play() {
 
 function num(x, digits) { return Number(x).toFixed(digits); }
 
-function scoredEntries(kept) {
-  // the entries whose raw scores the page stores (seq2seq.explorer.scored): 1 % and more, and the largest
-  if (!kept.length) return [];
-  const top = kept.reduce((b, x) => (x[1] > b[1] ? x : b), kept[0]);
-  return kept.filter((e) => e[1] >= 10 || e === top);
-}
-
 function panel(model, o, mx) {
   const box = el("details", { class: "panel", open: "" });
   const title = el("summary");
@@ -347,34 +352,35 @@ function panel(model, o, mx) {
     const a = model.attention;
     title.textContent = "Inside step " + (r + 1) + ": output " + JSON.stringify(o.op[r].replace(/\u2581/g, " ").trim() || o.op[r]) + " — query, scores, softmax, context";
     const lines = [];
-    if (!a || !o.sc) {
+    if (!a || !o.sa) {
       body.replaceChildren(el("div", { class: "muted" }, a ? "This page holds no scores for this sentence (written before the step panel)." : "attention=none: no query, no scores — the decoder reads one fixed summary of the source."));
       return;
     }
-    const kept = o.att[r], picked = scoredEntries(kept), scores = o.sc[r], Z = o.z[r];
-    const m = Math.max(...scores);
-    const shifted = scores.map((s) => Math.exp(s - m));
-    const storedZ = shifted.reduce((x, y) => x + y, 0);
-    lines.push(el("div", {}, "query q = " + a.query + ", ‖q‖ = " + num(o.qn[r], 2)));
+    const row = o.sa[r], m = o.m[r], Z = o.z[r];
+    const stored = new Map();  // column -> thousandths below the largest score
+    for (let k = 0; k < row.length; k += 2) stored.set(row[k], row[k + 1]);
+    lines.push(el("div", {}, "query q = " + a.query));
     lines.push(el("div", { class: "formula" }, a.formula + (a.d ? ",   d = " + a.d : "")));
     lines.push(el("div", { class: "formula" }, "softmax: w_i = exp(s_i − m) / Z,   m = max_j s_j = " + num(m, 3) + ",   Z = Σ_j exp(s_j − m) over all " + o.sp.length + " positions = " + num(Z, 4)));
     const table = el("table", { class: "steps" });
     const head = el("tr");
     ["i", "key (source piece)", "score s_i", "exp(s_i − m)", "weight w_i", "‖v_i‖", "w_i·‖v_i‖"].forEach((h, k) => head.appendChild(el("th", k === 1 ? { class: "key" } : {}, h)));
     table.appendChild(head);
-    const weightOf = new Map(kept.map(([j, p]) => [j, p / 1000]));
-    const scoreOf = new Map(picked.map(([j], k) => [j, { s: scores[k], e: shifted[k] }]));
-    const peak = picked.length ? picked.reduce((b, x) => (x[1] > b[1] ? x : b), picked[0])[0] : -1;
-    let share = 0;
+    let share = 0, storedZ = 0, mass = 0, peak = -1;
     const omitted = [];
     o.sp.forEach((piece, j) => {
-      const x = scoreOf.get(j), w = weightOf.get(j);
-      const tr = el("tr", x ? { "data-col": j } : { class: "omitted", "data-col": j });
-      if (!x) omitted.push(j);
-      if (j === peak) tr.classList.add("peak");
-      if (w !== undefined) share += w * o.vn[j];
-      const cells = [String(j), piece, x ? num(x.s, 3) : "–", x ? num(x.e, 4) : "–",
-        w !== undefined ? num(w, 3) : "< 0.002", num(o.vn[j], 2), w !== undefined ? num(w * o.vn[j], 3) : "–"];
+      const d = stored.get(j);
+      const tr = el("tr", d !== undefined ? { "data-col": j } : { class: "omitted", "data-col": j });
+      let cells;
+      if (d === undefined) {
+        omitted.push(j);
+        cells = [String(j), piece, "–", "–", "< 0.02", num(o.vn[j], 1), "–"];
+      } else {
+        const e = Math.exp(-d / 1000), w = e / Z;
+        if (d === 0 && peak < 0) { peak = j; tr.classList.add("peak"); }
+        share += w * o.vn[j]; storedZ += e; mass += w;
+        cells = [String(j), piece, num(m - d / 1000, 3), num(e, 4), num(w, 3), num(o.vn[j], 1), num(w * o.vn[j], 3)];
+      }
       cells.forEach((c, k) => {
         const td = el("td", k === 1 ? { class: "key" } : {}, c);
         if (k === 2) td.classList.add("score");
@@ -386,12 +392,11 @@ function panel(model, o, mx) {
     });
     lines.push(table);
     if (omitted.length) {
-      lines.push(el("div", { class: "muted omitted-note" }, "Scores not stored for the " + omitted.length + " position(s) with weights under 1 % (to keep the page small): " +
-        omitted.join(", ") + ". Their exp(s_j − m) add up to Z − " + num(storedZ, 4) + " = " + num(Math.max(0, Z - storedZ), 4) + "."));
+      lines.push(el("div", { class: "muted omitted-note" }, "Scores not stored for the " + omitted.length + " position(s) with weights under 2 % (to keep the page small): " +
+        omitted.join(", ") + ". Their exp(s_j − m) add up to Z − " + num(storedZ, 4) + " = " + num(Math.max(0, Z - storedZ), 4) + ", weight " + num(Math.max(0, 1 - mass), 3) + " together."));
     }
-    const mass = kept.reduce((x, [, p]) => x + p, 0) / 1000;
-    lines.push(el("div", { class: "formula" }, "context c = Σ_i w_i v_i:   ‖c‖ = " + num(o.cn[r], 2) + "  ≤  Σ_i w_i·‖v_i‖ = " + num(share, 3) +
-      " (the values point different ways, so the mix is shorter than the sum of its shares);   Σ_i w_i = " + num(mass, 3)));
+    lines.push(el("div", { class: "formula" }, "context c = Σ_i w_i v_i:   ‖c‖ = " + num(o.cn[r], 1) + "  ≤  Σ_i w_i·‖v_i‖ = " + num(share, 2) +
+      (omitted.length ? " (stored positions)" : "") + " — the values point different ways, so the mix is shorter than the sum of its shares"));
     if ($("words").checked) lines.push(el("div", { class: "muted" }, "Words view: the panel shows the word's first piece; untick words to step piece by piece."));
     body.replaceChildren(...lines);
   };
@@ -428,10 +433,11 @@ function drawDetail() {
     view.appendChild(el("h3", {}, model.name + (stats ? " — " + stats : "")));
     view.appendChild(el("div", {}, o.hyp));
     const mx = matrixOf(o);
-    const f = flow(mx, Boolean(o.att));
+    const attends = Boolean(o.att || o.sa);
+    const f = flow(mx, attends);
     view.appendChild(f.node);
     const parts2 = [f];
-    if (o.att) {
+    if (attends) {
       const table = heatmap(o, mx);
       view.appendChild(table);
       parts2.push({ show: (t) => markStep(table, mx.m, t) });

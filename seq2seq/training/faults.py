@@ -7,6 +7,10 @@ synced or renamed) and in the middle of validation (``validation``: after the lo
 decoding). With the variable set, the n-th time the process reaches that point it sends itself
 SIGKILL, which cannot be caught: no handler runs, no file is closed, exactly like ``kill -9``
 or a machine losing power. Unset (always, outside tests), a call is one dictionary lookup.
+
+``SEQ2SEQ_CRASH_ONCE=<file>`` beside it crashes only where that file does not exist yet, and
+creates it first: a process that ``torchrun --max-restarts`` starts again with the same
+environment then runs through (the node-loss test).
 """
 
 from __future__ import annotations
@@ -35,4 +39,10 @@ def crash_point(point: str) -> None:
         return
     _counts[point] = _counts.get(point, 0) + 1
     if _counts[point] == target[1]:
+        once = os.environ.get("SEQ2SEQ_CRASH_ONCE")
+        if once:
+            if os.path.exists(once):
+                return
+            with open(once, "w"):
+                pass
         os.kill(os.getpid(), signal.SIGKILL)
