@@ -54,40 +54,23 @@ def test_a_tab_separated_file_in_the_manythings_layout(tatoeba_lines, tmp_path):
             for i, (en, fr) in enumerate(tatoeba_lines)
         )
     )
-    cfg = data(
-        "data=tsv", f"data.files={path}", "data.src=en", "data.tgt=fr", "data.split.valid=200", "data.split.test=0.05"
-    )
-    train_ds, valid, test = (load_split(cfg, s) for s in ("train", "valid", "test"))
+    tsv = [
+        "data=tsv",
+        f"data.files={path}",
+        "data.src=en",
+        "data.tgt=fr",
+        "data.split.valid=200",
+        "data.split.test=0.05",
+    ]
+    train_ds, valid, test = (load_split(data(*tsv), s) for s in ("train", "valid", "test"))
     assert train_ds.num_rows + valid.num_rows + test.num_rows == len(tatoeba_lines)
     assert 200 <= valid.num_rows < 210 and round(0.05 * len(tatoeba_lines)) <= test.num_rows
     every = {(s, t) for ds in (train_ds, valid, test) for s, t in zip(ds["src"], ds["tgt"])}
     assert every == {tuple(r) for r in tatoeba_lines}  # quotes and punctuation read as text
     sources = [set(ds["src"]) for ds in (train_ds, valid, test)]
     assert not (sources[0] & sources[1]) and not (sources[0] & sources[2]) and not (sources[1] & sources[2])
-    again = load_split(
-        data(
-            "data=tsv",
-            f"data.files={path}",
-            "data.src=en",
-            "data.tgt=fr",
-            "data.split.valid=200",
-            "data.split.test=0.05",
-        ),
-        "valid",
-    )
-    assert again["src"] == valid["src"]  # the same split every time
-    other = load_split(
-        data(
-            "data=tsv",
-            f"data.files={path}",
-            "data.src=en",
-            "data.tgt=fr",
-            "data.split.valid=200",
-            "data.split.test=0.05",
-            "data.split.seed=2",
-        ),
-        "valid",
-    )
+    assert load_split(data(*tsv), "valid")["src"] == valid["src"]  # the same split every time
+    other = load_split(data(*tsv, "data.split.seed=2"), "valid")
     assert other["src"] != valid["src"]
     reverse = load_split(
         data(
