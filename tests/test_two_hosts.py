@@ -1,6 +1,6 @@
 """Two hosts over a real network: ``torchrun --nnodes=2`` in two network namespaces joined by a veth
 pair (c10d rendezvous on the first host's address, gloo over TCP), against a 2-process single-host
-run; and a node lost mid-run, restarted by ``--max-restarts=1`` and continued by ``train.resume=auto``.
+run.
 
 The namespaces need root and ``ip`` (iproute2; both are there on these machines and in CI). Where
 they cannot be made, the tests say so in one line and run the same two agents on loopback.
@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from conftest import REPO, TINY
-from seq2seq.history import read as read_history
 from seq2seq.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -103,7 +102,13 @@ def run_two_hosts(hosts, args, corpus_root, host1_env=(), restarts=0):
     first = agent(hosts[0], endpoint, args, corpus_root, restarts=restarts, is_host=True)
     time.sleep(0.5)  # the first host's store listens first (the second would wait for it anyway)
     second = agent(hosts[1], endpoint, args, corpus_root, host1_env, restarts)
-    outs = [p.communicate(timeout=600) for p in (first, second)]
+    try:
+        outs = [p.communicate(timeout=240) for p in (first, second)]
+    except subprocess.TimeoutExpired:
+        for p in (first, second):
+            p.kill()
+        outs = [p.communicate() for p in (first, second)]
+        pytest.fail("the two hosts did not finish in 240 s: " + outs[0][1][-1500:] + outs[1][1][-1500:])
     return [p.returncode for p in (first, second)], outs
 
 
@@ -135,22 +140,3 @@ def test_two_hosts_over_a_network_train_as_one_host(one_host, corpus_root, tmp_p
     saved = load_checkpoint(out / "last.pt")
     assert saved["progress"]["step"] == 12 and len(saved["rng_by_rank"]) == 2
     same_weights(one_host, out, TOLERANCE)
-
-
-def test_a_node_lost_mid_run_restarts_and_finishes_as_if_never_lost(one_host, corpus_root, tmp_path):
-    out = tmp_path / "run"
-    marker = tmp_path / "crashed-once"
-    args = [*BASE, "train.max_steps=12", "train.resume=auto", f"hydra.run.dir={out}"]
-    # the second host's worker dies (SIGKILL) at its 8th update, after the checkpoint of step 5
-    lost = [("SEQ2SEQ_CRASH_AT", "step:8"), ("SEQ2SEQ_CRASH_ONCE", str(marker))]
-    with network() as hosts:
-        codes, outs = run_two_hosts(hosts, args, corpus_root, lost, restarts=1)
-    logs = outs[0][1] + outs[1][1]
-    assert codes == [0, 0], logs[-4000:]
-    assert marker.exists()  # it did die once
-    log = (out / "train.log").read_text()
-    assert "starting a new run" in log and "exists, resuming at step 5" in log
-    assert load_checkpoint(out / "last.pt")["progress"]["step"] == 12
-    assert not list(out.glob(".*.tmp*"))  # no half-written checkpoint left
-    same_weights(one_host, out, TOLERANCE)
-    assert [e["step"] for e in read_history(out)[0]] == [5, 10, 12]  # each validation once
