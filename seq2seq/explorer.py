@@ -161,8 +161,6 @@ def record(
         rec.context_norm = [round(x, 1) for x in steps.context_norm.tolist()]
         rec.value_norm = [round(x, 1) for x in steps.value_norm.tolist()]
         return rec
-    if steps is not None:
-        attention = steps.weights
     if attention is not None:
         rec.attention = sparse_rows(attention)
         rec.entropy, rec.diagonal = row_statistics(attention)

@@ -23,9 +23,9 @@ from typing import TextIO
 
 from seq2seq.config import PRECISIONS
 from seq2seq.errors import Seq2SeqError
-from seq2seq.explorer import ModelView, page_data, write_page
+from seq2seq.explorer import write_page
 from seq2seq.search import Hypothesis
-from seq2seq.translator import Translator, explorer_record
+from seq2seq.translator import Translator, explorer_record, translation_page
 
 EOS_LABEL = "</s>"
 CHUNK = 2048  # input lines decoded (and written) at a time, so long inputs stream
@@ -244,15 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def write_html(translator: Translator, opts: Options) -> Path:
-    from seq2seq.evaluate import model_name
-
-    name = model_name(translator)
-    sentences = [{"src": sentence} for sentence, _ in opts.explored]
-    records = [rec for _, rec in opts.explored]
-    return write_page(
-        opts.html,
-        page_data(f"{name}: translations", sentences, [ModelView(name, records, attention=translator.attention_info)]),
-    )
+    sentences = [sentence for sentence, _ in opts.explored]
+    return write_page(opts.html, translation_page(translator, sentences, [rec for _, rec in opts.explored]))
 
 
 if __name__ == "__main__":

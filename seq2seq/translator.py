@@ -107,15 +107,11 @@ class Translator:
         a = self.config.attention
         return attention_info(a.type, a.score, self.model.encoder.output_size)
 
-    def write_page(self, path: str | Path, sentences: Sequence[str], beam: int = 1, title: str | None = None) -> Path:
+    def write_page(self, path: str | Path, sentences: Sequence[str], beam: int = 1) -> Path:
         """Translate ``sentences`` and write their explorer page (playback, step panel, heatmaps) to ``path``."""
-        from seq2seq.evaluate import model_name  # evaluate imports this module
-
         hyps = self.nbest(sentences, beam, return_attention=True)
         records = explorer_records(self, sentences, [h[0] if h else None for h in hyps], [None] * len(sentences))
-        name = model_name(self)
-        view = ModelView(name, records, attention=self.attention_info)
-        return write_page(path, page_data(title or f"{name}: translations", [{"src": s} for s in sentences], [view]))
+        return write_page(path, translation_page(self, sentences, records))
 
     def text(self, hyp: Hypothesis) -> str:
         """The detokenised output, always one line (a line break would shift every later line)."""
@@ -152,6 +148,15 @@ def explorer_records(
         src_pieces, out_pieces = translator.labels(sentence, hyp)
         records.append(record(translator.text(hyp), src_pieces, out_pieces, hyp.attention, ref, st))
     return records
+
+
+def translation_page(translator: Translator, sentences: Sequence[str], records: Sequence[Record]) -> dict[str, Any]:
+    """The explorer page's data for translated ``sentences`` (no references): one model, its records."""
+    from seq2seq.evaluate import model_name  # evaluate imports this module
+
+    name = model_name(translator)
+    view = ModelView(name, list(records), attention=translator.attention_info)
+    return page_data(f"{name}: translations", [{"src": s} for s in sentences], [view])
 
 
 def explorer_record(translator: Translator, sentence: str, hyp: Hypothesis | None, ref: str | None) -> Record:

@@ -49,17 +49,33 @@ def load_formatted(cfg: DataConfig, folder: Path | None, split: str) -> datasets
         return _load_hf(cfg, folder, split)
     if SPLIT_MARK in cfg.files:
         return _read_file(cfg, _resolve(cfg.files.replace(SPLIT_MARK, split), folder))
-    whole = _read_file(cfg, _resolve(cfg.files, folder))
-    return whole.select(split_rows(whole, cfg)[_split_role(cfg, split)])
+    role = _split_role(cfg, split)
+    path = _resolve(cfg.files, folder)
+    key = (str(path), path.stat().st_mtime_ns, cfg.format, cfg.header, cfg.src, cfg.tgt, tuple(sorted(cfg.columns.items())),
+           cfg.split.valid, cfg.split.test, cfg.split.seed)  # fmt: skip
+    if key not in _SPLIT_FILES:  # a process loads train, valid (and test) from one file: read and cut it once
+        whole = _read_file(cfg, path)
+        _SPLIT_FILES.clear()
+        _SPLIT_FILES[key] = whole, split_rows(whole, cfg)
+    whole, rows = _SPLIT_FILES[key]
+    return whole.select(rows[role])
+
+
+_SPLIT_FILES: dict[tuple, tuple[datasets.Dataset, dict[str, list[int]]]] = {}  # the last file split, by its settings
 
 
 # -- one file: TSV, CSV, JSON Lines ---------------------------------------------------------------
 
 
-def _resolve(name: str, folder: Path | None) -> Path:
-    """``data.files`` as a path: absolute, in the corpus folder, or relative to the working directory."""
+def _candidates(name: str, folder: Path | None) -> list[Path]:
+    """Where ``data.files`` may be: as given if absolute, else in the corpus folder, then the working directory."""
     path = Path(os.path.expanduser(name))
-    candidates = [path] if path.is_absolute() else [*([folder / path] if folder else []), Path.cwd() / path]
+    return [path] if path.is_absolute() else [*([folder / path] if folder else []), Path.cwd() / path]
+
+
+def _resolve(name: str, folder: Path | None) -> Path:
+    """``data.files`` as the path of a file (:func:`_candidates`), or one line saying where it was looked for."""
+    candidates = _candidates(name, folder)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -233,11 +249,7 @@ def _load_hf(cfg: DataConfig, folder: Path | None, split: str) -> datasets.Datas
 
 
 def _local_dataset(name: str, folder: Path | None) -> Path | None:
-    path = Path(os.path.expanduser(name))
-    for candidate in [path] if path.is_absolute() else [*([folder / path] if folder else []), Path.cwd() / path]:
-        if candidate.is_dir():
-            return candidate
-    return None
+    return next((c for c in _candidates(name, folder) if c.is_dir()), None)
 
 
 def _local_split(path: Path, cfg: DataConfig, split: str) -> datasets.Dataset:
