@@ -45,6 +45,26 @@ def side_by_side(rows, seq_len: int):
     return fig
 
 
+def multi_head(query, keys, values, mask, hidden: int, heads: int = 4) -> None:
+    """The lesson's next step on the same tensors: N heads, each its own slice, scores and softmax."""
+    print(f"multi-head (attention.heads={heads}): each head compares its {hidden // heads}-number slice of q and k,")
+    print("softmaxes on its own and mixes its share of W_V v; W_O joins the heads' contexts\n")
+    for name in ("scaled_dot", "concat"):
+        attention = build_attention(name, hidden, hidden, size=hidden, heads=heads)
+        with torch.no_grad():
+            context, weights = attention(query, keys, values, mask)
+            per_head = attention.head_weights(query.unsqueeze(1), keys, mask)[:, :, 0]  # (B, N, S)
+        print(f"{name:<11} {heads} heads: context {tuple(context.shape)} = W_O [head_1; ...; head_{heads}]")
+        for n in range(heads):
+            shown = "  ".join(f"{w:.3f}" for w in per_head[0, n].tolist())
+            print(f"  example 0, head {n + 1}: [{shown}]  sums {per_head[0, n].sum():.4f}")
+        print(f"  example 0, mean:   [{'  '.join(f'{w:.3f}' for w in weights[0].tolist())}]  (what decoding reads)")
+        steps = one_step(attention, query, keys, values, mask)[0]
+        keys_shown = [f"k{i}" for i in range(keys.size(1))]
+        print("\n".join(panel_lines(name, keys_shown, steps.heads[0], 0, title="example 0, head 1:", head=0)))
+        print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="outputs/attention_demo.png", help="where to save the heatmaps")
@@ -83,6 +103,8 @@ def main() -> None:
             )
         )
         print()
+
+    multi_head(query, keys, values, mask, hidden)
 
     fig = side_by_side(rows, seq_len)
     out = Path(args.out)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import gzip
 import math
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,6 +32,7 @@ from seq2seq.data.batching import collate
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import DataError
 from seq2seq.model import Seq2Seq
+from seq2seq.model.attention import recording_heads
 
 Link = tuple[int, int]  # (source word, target word), 1-based
 
@@ -134,10 +137,12 @@ def alignment_error_rate(
     tgt_words_lines: Sequence[Sequence[str]],
     gold_lines: Sequence[str],
     batch_size: int = 32,
-) -> dict[str, float | int]:
+) -> dict[str, Any]:
     """AER, precision and recall of the model's attention against talp gold lines (see the module doc).
 
-    ``src_words_lines[k]`` / ``tgt_words_lines[k]`` are the whitespace words of pair ``k``.
+    ``src_words_lines[k]`` / ``tgt_words_lines[k]`` are the whitespace words of pair ``k``. With
+    multi-head attention the figures are those of the mean over heads, and ``"heads"`` lists each
+    head's, ``"best_head"`` (1-based) the head of the lowest AER.
     """
     if not model.has_attention:
         raise ValueError("alignment_error_rate needs a model with attention (attention=luong or bahdanau)")
@@ -145,17 +150,29 @@ def alignment_error_rate(
     device = next(model.parameters()).device
     pairs = [(s, t, g) for s, t, g in zip(src_words_lines, tgt_words_lines, gold_lines) if s and t]
     counts = AlignmentCounts()
+    heads = model.decoder.attention.heads
+    head_counts = [AlignmentCounts() for _ in range(heads if heads > 1 else 0)]
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
         src = [encode_words(vocab.encode_src, s) for s, _, _ in chunk]
         tgt = [encode_words(vocab.encode_tgt, t) for _, t, _ in chunk]
         batch = collate([ids for ids, _ in src], [ids for ids, _ in tgt]).to(device)
-        _, attention = model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, S)
+        recording = recording_heads(model.decoder.attention) if head_counts else nullcontext([])
+        with recording as calls:
+            _, attention = model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, S)
+        every = torch.cat(calls, 2) if calls else None  # (B, N, T, S)
         for row, ((s_ids, s_word), (t_ids, t_word), (_, _, gold)) in enumerate(zip(src, tgt, chunk)):
             pieces = attention[row, : len(t_ids), : len(s_ids)].cpu()  # drop the EOS row and the EOS column
             links = argmax_links(merge_attention(pieces, t_word, s_word))
             counts += count_links(links, *parse_talp(gold))
-    return {**counts.scores(), "n_sentences": len(pairs)}
+            for h, head in enumerate(head_counts):
+                pieces = every[row, h, : len(t_ids), : len(s_ids)].cpu()
+                head += count_links(argmax_links(merge_attention(pieces, t_word, s_word)), *parse_talp(gold))
+    result: dict[str, Any] = {**counts.scores(), "n_sentences": len(pairs)}
+    if head_counts:
+        result["heads"] = [c.scores() for c in head_counts]
+        result["best_head"] = 1 + min(range(heads), key=lambda h: result["heads"][h]["aer"])
+    return result
 
 
 def read_gold(folder: Path, src: str, tgt: str) -> tuple[list[list[str]], list[list[str]], list[str]]:

@@ -155,12 +155,46 @@ class AttentionConfig:
     score: str | None = "concat"  # dot | scaled_dot | general | concat
     size: int = 256  # hidden size of the concat (additive) score
     input_feeding: bool = True  # luong only: feed h~_{t-1} into the next LSTM step
+    heads: int = 1  # attention heads (RNMT+'s multi-head attention); 1: the single attention of the papers
 
     def check(self) -> None:
         _require(self.type in ATTENTION_TYPES, "attention.type", self.type, f"one of {', '.join(ATTENTION_TYPES)}")
         if self.type != "none":
             _require(self.score in SCORES, "attention.score", self.score, f"one of {', '.join(SCORES)}")
         _require(self.size >= 1, "attention.size", self.size, "at least 1")
+        _require(self.heads >= 1, "attention.heads", self.heads, "at least 1")
+        if self.type == "none" and self.heads != 1:
+            raise ConfigError(f"attention.heads={self.heads} with attention=none: the baseline has no attention")
+
+    def head_sizes(self, query_size: int, key_size: int) -> dict[str, int]:
+        """The sizes ``attention.heads`` splits, each named as the error names it: each must be a
+        multiple of the head count.
+
+        The scores split what they compare (the query and keys for dot and scaled dot, the query
+        and ``W k`` for general, ``W_q q + W_k k`` for concat); the values (encoder states) split
+        into each head's share of the context.
+        """
+        if self.score == "concat":
+            compared = {f"attention.size={self.size}": self.size}
+        else:
+            compared = {f"the query size {query_size} (model.decoder_size)": query_size}
+        return {**compared, f"the encoder output size {key_size} (keys and values)": key_size}
+
+    def check_heads(self, query_size: int, key_size: int) -> None:
+        """One line naming the sizes and the nearest valid head counts where ``heads`` does not divide them."""
+        if self.type == "none" or self.heads == 1:
+            return
+        sizes = self.head_sizes(query_size, key_size)
+        if all(size % self.heads == 0 for size in sizes.values()):
+            return
+        common = math.gcd(*sizes.values())
+        valid = [n for n in range(1, common + 1) if common % n == 0]
+        below = [n for n in valid if n < self.heads][-1:]
+        above = [n for n in valid if n > self.heads][:1]
+        raise ConfigError(
+            f"attention.heads={self.heads} does not divide {' and '.join(sizes)}; "
+            f"the nearest valid head counts are {' and '.join(map(str, below + above))}"
+        )
 
 
 @dataclass
@@ -282,6 +316,7 @@ class Config:
                     f"({memory} = model.encoder_size x {2 if self.model.bidirectional else 1} directions); "
                     "change one of them or use attention.score=general"
                 )
+        self.attention.check_heads(self.model.decoder_size, memory)
 
 
 def parse_duration(value: str | int | float | None) -> float | None:

@@ -269,7 +269,8 @@ def evaluate_run(
         alignment = alignment_entry(translator, data)
         if alignment is not None:
             report["alignment"] = alignment
-            tracker.scalars({"test/alignment/aer": alignment["aer"]}, step)
+            per_head = {f"test/alignment/aer/head_{h + 1}": x["aer"] for h, x in enumerate(alignment.get("heads", []))}
+            tracker.scalars({"test/alignment/aer": alignment["aer"], **per_head}, step)
     finally:
         tracker.close()
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -342,12 +343,13 @@ def run_history(translator: Translator, run_dir: Path | None) -> tuple[dict[str,
 
 
 def model_name(translator: Translator) -> str:
-    """``bahdanau (concat)``, ``luong (general, input feeding)``, ``none``."""
+    """``bahdanau (concat)``, ``luong (general, input feeding)``, ``bahdanau (concat, 4 heads)``, ``none``."""
     a = translator.config.attention
     if a.type == "none":
         return "none"
     extra = ", input feeding" if a.type == "luong" and a.input_feeding else ""
-    return f"{a.type} ({a.score}{extra})"
+    heads = f", {a.heads} heads" if a.heads > 1 else ""
+    return f"{a.type} ({a.score}{extra}{heads})"
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -394,10 +396,14 @@ def markdown(report: dict[str, Any]) -> str:
     if "alignment" in report:
         a = report["alignment"]
         lines += ["", "## Attention as alignment (gold links)", "", "| AER | precision | recall | sentences |"]
+        mean = f" (mean of {len(a['heads'])} heads)" if "heads" in a else ""
         lines += [
             "|---:|---:|---:|---:|",
-            f"| {a['aer']:.3f} | {a['precision']:.3f} | {a['recall']:.3f} | {a['n_sentences']} |",
+            f"| {a['aer']:.3f} | {a['precision']:.3f} | {a['recall']:.3f} | {a['n_sentences']}{mean} |",
         ]
+        for h, x in enumerate(a.get("heads", [])):
+            best = ", the best head" if a.get("best_head") == h + 1 else ""
+            lines.append(f"| {x['aer']:.3f} | {x['precision']:.3f} | {x['recall']:.3f} | head {h + 1}{best} |")
         if "diagonal" in a:
             d = a["diagonal"]
             lines += [

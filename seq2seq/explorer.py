@@ -36,7 +36,7 @@ from sacrebleu.metrics import CHRF
 
 from seq2seq.errors import Seq2SeqError
 from seq2seq.history import page_history
-from seq2seq.lesson import FORMULAS, QUERIES, Steps
+from seq2seq.lesson import FORMULAS, HEAD_FORMULAS, HEAD_VALUES, QUERIES, Steps
 from seq2seq.metrics import attention_statistics
 
 MIN_PER_MILLE = 2  # beyond 95 % of a row's mass, weights under 2 per mille are left out
@@ -61,6 +61,9 @@ class Record:
     normaliser: list[float] | None = None  # per row: Z = sum_j exp(s_j - m) over every real source position
     context_norm: list[float] | None = None  # per row: ‖c_t‖
     value_norm: list[float] | None = None  # per source position: ‖v_i‖
+    # multi-head attention: each head's own of the fields above ("sa", "m", "z", "cn", "vn", "ent",
+    # "diag"); ``attention`` is then the mean over heads, what decoding reads
+    heads: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"hyp": self.hyp, "sp": self.src_pieces, "op": self.out_pieces}
@@ -74,6 +77,7 @@ class Record:
             ("z", self.normaliser),
             ("cn", self.context_norm),
             ("vn", self.value_norm),
+            ("heads", self.heads),
         ):
             if value is not None:
                 out[key] = round(value, 3) if isinstance(value, float) else value
@@ -90,14 +94,17 @@ class ModelView:
     attention: dict[str, str] | None = None  # the step panel's labels: :func:`attention_info`
 
 
-def attention_info(wiring: str, score: str, key_size: int) -> dict[str, Any] | None:
+def attention_info(wiring: str, score: str, key_size: int, heads: int = 1) -> dict[str, Any] | None:
     """What the step panel says about a model's attention: wiring, score name, formula, which vector
-    is the query, and (for the scaled dot product) the key size d."""
+    is the query, and (for the scaled dot product) the key size d; with heads, their number, a
+    head's formula and what its values are."""
     if wiring == "none":
         return None
     info: dict[str, Any] = {"type": wiring, "score": score, "formula": FORMULAS[score], "query": QUERIES[wiring]}
     if score == "scaled_dot":
-        info["d"] = key_size
+        info["d"] = key_size // heads
+    if heads > 1:
+        info.update(heads=heads, head_formula=HEAD_FORMULAS[score], head_values=HEAD_VALUES)
     return info
 
 
@@ -155,6 +162,11 @@ def record(
     rec = Record(hyp, src_pieces, out_pieces)
     if ref is not None:
         rec.chrf = CHRF().sentence_score(hyp, [ref]).score
+    if steps is not None and len(steps.scores) and steps.heads:
+        rec.attention = sparse_rows(steps.weights)  # the mean over heads: no one softmax gives it
+        rec.entropy, rec.diagonal = row_statistics(steps.weights)
+        rec.heads = [_head(head) for head in steps.heads]
+        return rec
     if steps is not None and len(steps.scores):
         rec.entropy, rec.diagonal = row_statistics(steps.weights)
         rec.scored, rec.top_score, rec.normaliser = scored_rows(steps.scores, steps.weights)
@@ -165,6 +177,21 @@ def record(
         rec.attention = sparse_rows(attention)
         rec.entropy, rec.diagonal = row_statistics(attention)
     return rec
+
+
+def _head(steps: Steps) -> dict[str, Any]:
+    """One head of a multi-head record, in the step panel's storage (:func:`scored_rows`)."""
+    sa, m, z = scored_rows(steps.scores, steps.weights)
+    entropy, diagonal = row_statistics(steps.weights)
+    return {
+        "sa": sa,
+        "m": m,
+        "z": z,
+        "cn": [round(x, 1) for x in steps.context_norm.tolist()],
+        "vn": [round(x, 1) for x in steps.value_norm.tolist()],
+        "ent": round(entropy, 3),
+        "diag": round(diagonal, 3),
+    }
 
 
 def scored_rows(scores: torch.Tensor, weights: torch.Tensor) -> tuple[list[list[int]], list[float], list[float]]:
@@ -284,11 +311,12 @@ def run_page(run_dir: str | Path, out: str | Path | None = None) -> Path:
     try:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
         wiring, score = config["attention"]["type"], config["attention"]["score"]
+        heads = int(config["attention"].get("heads", 1))
         model = config["model"]
         key_size = model["encoder_size"] * (2 if model["bidirectional"] else 1)
     except (OSError, ValueError, KeyError, TypeError):
         raise Seq2SeqError(f"{run_dir} has no readable config.json: is it a run directory of train.py?") from None
-    name = "none" if wiring == "none" else f"{wiring} ({score})"
+    name = "none" if wiring == "none" else f"{wiring} ({score}{f', {heads} heads' if heads > 1 else ''})"
     history, note = page_history(run_dir) if wiring != "none" else (None, NO_ATTENTION)
     sentences: list[dict[str, Any]] = []
     records: list[Record] = []
@@ -296,12 +324,13 @@ def run_page(run_dir: str | Path, out: str | Path | None = None) -> Path:
         last = history["frames"][-1]
         for s, frame in zip(history["sentences"], last):
             sentences.append({"split": "valid", "src": s["src"]})
-            records.append(Record(frame["hyp"], s["sp"], frame["op"], frame["att"]))
+            by_head = [{"att": rows} for rows in frame["heads"]] if frame.get("heads") else None
+            records.append(Record(frame["hyp"], s["sp"], frame["op"], frame["att"], heads=by_head))
     title = f"{run_dir.name}: {name}, attention over training"
     data = page_data(
         title,
         sentences,
-        [ModelView(name, records, attention=attention_info(wiring, score, key_size))],
+        [ModelView(name, records, attention=attention_info(wiring, score, key_size, heads))],
         (),
         history,
         note,

@@ -7,6 +7,9 @@ explorer stores them (:func:`seq2seq.explorer.sparse_rows`)::
 
     {"step": 500, "sentences": [{"src": "...", "sp": [...], "hyp": "...", "op": [...], "att": [[[j, pm], ...], ...]}, ...]}
 
+With multi-head attention each sentence also has ``"heads"``: every head's rows in the same form
+(``"att"`` is then their mean).
+
 A line is written whole and flushed to disk before the checkpoint that follows it. When a run
 resumes, lines after the restored step (a validation that a kill cut off before its checkpoint,
 which the resumed run repeats) and a line a kill cut short are dropped (:func:`keep_until`), so
@@ -109,9 +112,17 @@ def page_history(run_dir: str | Path) -> tuple[dict[str, Any] | None, str | None
             "attention models since this version of seq2seq)."
         )
     first = entries[0]["sentences"]
-    frames = [[{k: s.get(k) for k in ("hyp", "op", "att")} for s in e["sentences"]] for e in entries]
+    frames = [[_frame(s) for s in e["sentences"]] for e in entries]
     sentences = [{"src": s.get("src", ""), "sp": s.get("sp", [])} for s in first]
     if any(len(f) != len(sentences) for f in frames):  # n_heatmaps changed on resume: keep what every entry has
         n = min(len(f) for f in frames)
         frames, sentences = [f[:n] for f in frames], sentences[:n]
     return {"steps": [e["step"] for e in entries], "sentences": sentences, "frames": frames}, note
+
+
+def _frame(sentence: dict[str, Any]) -> dict[str, Any]:
+    """What the page's slider needs of one sentence at one validation: output, pieces, rows (and heads)."""
+    frame = {k: sentence.get(k) for k in ("hyp", "op", "att")}
+    if "heads" in sentence:
+        frame["heads"] = sentence["heads"]
+    return frame

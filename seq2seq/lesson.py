@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from seq2seq.data.batching import source_tensor
-from seq2seq.data.vocab import BOS
+from seq2seq.data.vocab import BOS, EOS
 from seq2seq.model import Seq2Seq
 
 FORMULAS = {
@@ -37,6 +37,13 @@ FORMULAS = {
     "general": "score(q, k) = qᵀ W k",
     "concat": "score(q, k) = vᵀ tanh(W_q q + W_k k)",
 }
+HEAD_FORMULAS = {  # head n of N (attention.heads): its slice of what the score compares, its own softmax
+    "dot": "score_n(q, k) = q_nᵀ k_n",
+    "scaled_dot": "score_n(q, k) = q_nᵀ k_n / √d,  d = a head's size",
+    "general": "score_n(q, k) = q_nᵀ (W k)_n",
+    "concat": "score_n(q, k) = v_nᵀ tanh((W_q q)_n + (W_k k)_n)",
+}
+HEAD_VALUES = "v_i here is head n's share of W_V k_i, and the head's context is W_O's n-th input"
 QUERIES = {
     "bahdanau": "the previous decoder state s_{t-1} (attend, then update the LSTM)",
     "luong": "the new decoder state s_t (update the LSTM, then attend)",
@@ -52,30 +59,64 @@ class Steps:
     query_norm: Tensor  # (T,) ‖q_t‖
     context_norm: Tensor  # (T,) ‖c_t‖ = ‖Σ_i w_i v_i‖
     value_norm: Tensor  # (S,) ‖v_i‖ (the encoder states are both keys and values)
+    # multi-head attention (attention.heads > 1): each head's own steps; then ``weights`` is their mean
+    # and ``scores`` its log (a softmax of it gives the mean back: the heads have no common score)
+    heads: list[Steps] | None = None
 
 
 def _recorder(calls: list[dict[str, Tensor]]):
-    """A forward hook for an attention module: keeps each call's query, masked raw scores, weights, context."""
+    """A forward hook for an attention module: keeps each call's query, masked raw scores, weights, context,
+    and with heads each head's scores ``(B, N, S)``, context norm ``(B, N)`` and value norms ``(B, N, S)``."""
 
     def hook(module, args, kwargs, output):
         bound = inspect.signature(module.forward).bind(*args, **kwargs)
-        query, keys, mask = bound.arguments["query"], bound.arguments["keys"], bound.arguments["mask"]
+        query, keys, values, mask = (bound.arguments[k] for k in ("query", "keys", "values", "mask"))
         keys_proj = bound.arguments.get("keys_proj")
         if keys_proj is None:
             keys_proj = module.prepare(keys)
         q = query if query.dim() == 3 else query.unsqueeze(1)  # (B, 1, H)
-        scores = module.score(q, keys_proj)[:, -1]  # (B, S): the module's own score function
         context, weights = output
-        calls.append(
-            {
-                "query": q[:, -1].float(),
-                "scores": scores.float().masked_fill(~mask, float("-inf")),
-                "weights": (weights if weights.dim() == 2 else weights[:, -1]).float(),
-                "context": (context if context.dim() == 2 else context[:, -1]).float(),
-            }
-        )
+        call = {
+            "query": q[:, -1].float(),
+            "weights": (weights if weights.dim() == 2 else weights[:, -1]).float(),
+            "context": (context if context.dim() == 2 else context[:, -1]).float(),
+        }
+        scores = module.score(q, keys_proj)  # the module's own score function: (B, T, S), or (B, N, T, S)
+        if module.heads == 1:
+            call["scores"] = scores[:, -1].float().masked_fill(~mask, float("-inf"))  # (B, S)
+        else:
+            values_proj = module.prepare_values(values).float()  # (B, N, S, V/N)
+            head_scores = scores[:, :, -1].float().masked_fill(~mask[:, None], float("-inf"))  # (B, N, S)
+            head_weights = head_scores.softmax(-1)
+            call["head_scores"], call["head_weights"] = head_scores, head_weights
+            call["head_context"] = torch.einsum("bns,bnsv->bnv", head_weights, values_proj).norm(dim=-1)
+            call["head_values"] = values_proj.norm(dim=-1)
+        calls.append(call)
 
     return hook
+
+
+def _heads(stacked: dict[str, Tensor], row: int, T: int, S: int, query_norm: Tensor) -> list[Steps] | None:
+    """Sentence ``row``'s heads as one :class:`Steps` each (``stacked``: the recorder's calls over the steps)."""
+    if "head_scores" not in stacked:
+        return None
+    return [
+        Steps(
+            scores=stacked["head_scores"][row, :T, n, :S],
+            weights=stacked["head_weights"][row, :T, n, :S],
+            query_norm=query_norm,
+            context_norm=stacked["head_context"][row, :T, n],
+            value_norm=stacked["head_values"][row, 0, n, :S],
+        )
+        for n in range(stacked["head_scores"].size(2))
+    ]
+
+
+def steps_taken(hyp) -> list[int]:
+    """The tokens a hypothesis (:class:`~seq2seq.search.Hypothesis`) was written with, one per step:
+    its ids, then EOS where it ended with one: what :func:`attention_steps` replays."""
+    steps = hyp.attention.size(0) if hyp.attention is not None else len(hyp.tokens) + 1
+    return (list(hyp.tokens) + [EOS])[:steps]
 
 
 @torch.inference_mode()
@@ -118,18 +159,29 @@ def attention_steps(
             T, S = len(seq), int(src_lens[row])
             if stacked is None:  # every output of the batch is empty
                 empty = torch.zeros(0, S)
-                out.append(Steps(empty, empty, torch.zeros(0), torch.zeros(0), value_norm[row, :S]))
+                out.append(
+                    Steps(empty, empty, torch.zeros(0), torch.zeros(0), value_norm[row, :S])
+                )  # heads: none to show
                 continue
+            query_norm = stacked["query"][row, :T].norm(dim=-1)
+            heads = _heads(stacked, row, T, S, query_norm)
             out.append(
                 Steps(
-                    scores=stacked["scores"][row, :T, :S],
+                    scores=stacked["scores"][row, :T, :S] if heads is None else _mean_scores(heads),
                     weights=stacked["weights"][row, :T, :S],
-                    query_norm=stacked["query"][row, :T].norm(dim=-1),
+                    query_norm=query_norm,
                     context_norm=stacked["context"][row, :T].norm(dim=-1),
                     value_norm=value_norm[row, :S],
+                    heads=heads,
                 )
             )
     return out
+
+
+def _mean_scores(heads: list[Steps]) -> Tensor:
+    """Scores whose softmax is the mean over heads' weights (its log): what one-head readers of
+    ``Steps.scores`` (the explorer's storage) need to reproduce the weights."""
+    return torch.stack([h.weights for h in heads]).mean(0).log()
 
 
 @torch.inference_mode()
@@ -143,26 +195,38 @@ def one_step(attention, query: Tensor, keys: Tensor, values: Tensor, mask: Tenso
     finally:
         handle.remove()
     (call,) = calls
+    stacked = {key: value.unsqueeze(1) for key, value in call.items()}  # one step: (B, 1, ...), as over steps
     value_norm = values.float().norm(dim=-1)  # (B, S)
     out = []
     for b in range(query.size(0)):
         S = int(mask[b].sum())
+        query_norm = call["query"][b : b + 1].norm(dim=-1)
+        heads = _heads(stacked, b, 1, S, query_norm)
         out.append(
             Steps(
-                scores=call["scores"][b : b + 1, :S],
+                scores=call["scores"][b : b + 1, :S] if heads is None else _mean_scores(heads),
                 weights=call["weights"][b : b + 1, :S],
-                query_norm=call["query"][b : b + 1].norm(dim=-1),
+                query_norm=query_norm,
                 context_norm=call["context"][b : b + 1].norm(dim=-1),
                 value_norm=value_norm[b, :S],
+                heads=heads,
             )
         )
     return out
 
 
 def panel_lines(
-    score: str, source: Sequence[str], steps: Steps, t: int, wiring: str | None = None, title: str | None = None
+    score: str,
+    source: Sequence[str],
+    steps: Steps,
+    t: int,
+    wiring: str | None = None,
+    title: str | None = None,
+    head: int | None = None,
 ) -> list[str]:
-    """Step ``t`` as text, the explorer's step panel: query, formula, scores, softmax, context."""
+    """Step ``t`` as text, the explorer's step panel: query, formula, scores, softmax, context.
+
+    ``head``: ``steps`` are head ``head`` (0-based) of a multi-head module (``Steps.heads``)."""
     s, w = steps.scores[t], steps.weights[t]
     m = float(s.max())
     shifted = (s - m).exp()
@@ -172,7 +236,9 @@ def panel_lines(
         lines.append(f"  query q = {QUERIES[wiring]}, ‖q‖ = {float(steps.query_norm[t]):.3f}")
     else:
         lines.append(f"  query q, ‖q‖ = {float(steps.query_norm[t]):.3f}")
-    lines.append(f"  {FORMULAS[score]}")
+    lines.append(f"  {FORMULAS[score]}" if head is None else f"  head {head + 1}: {HEAD_FORMULAS[score]}")
+    if head is not None:
+        lines.append(f"  ({HEAD_VALUES})")
     lines.append(f"  softmax: w_i = exp(s_i - m) / Z,  m = max s = {m:.3f},  Z = Σ exp(s_j - m) = {z:.4f}")
     lines.append(
         f"  {'i':>3}  {'key':<12} {'score s_i':>10} {'exp(s_i-m)':>11} {'w_i':>7} {'‖v_i‖':>7} {'w_i·‖v_i‖':>10}"

@@ -28,6 +28,26 @@ def attention_figure(weights, src_tokens: Sequence[str], out_tokens: Sequence[st
     return fig
 
 
+def heads_figure(heads, src_tokens: Sequence[str], out_tokens: Sequence[str], title: str = "") -> Figure:
+    """Every head's heatmap, ``heads (N, len(out_tokens), len(src_tokens))``, side by side, then their mean."""
+    n = len(heads)
+    rows, cols = len(out_tokens), len(src_tokens)
+    width = max(3.2, 0.26 * cols + 1.4)
+    fig, axes = plt.subplots(1, n + 1, figsize=(width * (n + 1), max(3.0, 0.28 * rows + 1.4)), squeeze=False)
+    panels = [*heads, sum(heads) / n]
+    for k, (ax, weights) in enumerate(zip(axes[0], panels)):
+        image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(cols), labels=list(src_tokens), rotation=90, fontsize=7)
+        ax.set_yticks(range(rows), labels=list(out_tokens) if k == 0 else [""] * rows, fontsize=7)
+        ax.set_title(f"head {k + 1}" if k < n else f"mean of {n} heads", fontsize=9)
+        ax.set_xlabel("source")
+    axes[0][0].set_ylabel("output")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.colorbar(image, ax=list(axes[0]), fraction=0.02)
+    return fig
+
+
 def close(fig: Figure) -> None:
     plt.close(fig)
 

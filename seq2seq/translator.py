@@ -17,11 +17,11 @@ from typing import Any
 import torch
 
 from seq2seq.config import Config
-from seq2seq.data.vocab import EOS, Vocab
+from seq2seq.data.vocab import Vocab
 from seq2seq.errors import CheckpointError, Seq2SeqError
 from seq2seq.explorer import ModelView, Record, attention_info, page_data, record, write_page
 from seq2seq.hardware import bound_kernel_caches, pick_device, resolve_precision
-from seq2seq.lesson import Steps, attention_steps
+from seq2seq.lesson import Steps, attention_steps, steps_taken
 from seq2seq.model import Seq2Seq, build_model
 from seq2seq.search import Hypothesis, Search, decode_corpus_nbest
 from seq2seq.training.checkpoint import load_checkpoint
@@ -105,7 +105,7 @@ class Translator:
     def attention_info(self) -> dict[str, str] | None:
         """The explorer's step-panel labels for this model (None for ``attention=none``)."""
         a = self.config.attention
-        return attention_info(a.type, a.score, self.model.encoder.output_size)
+        return attention_info(a.type, a.score, self.model.encoder.output_size, a.heads)
 
     def write_page(self, path: str | Path, sentences: Sequence[str], beam: int = 1) -> Path:
         """Translate ``sentences`` and write their explorer page (playback, step panel, heatmaps) to ``path``."""
@@ -137,7 +137,7 @@ def explorer_records(
     steps: list[Steps | None] = [None] * len(sentences)
     if translator.model.has_attention and todo:
         src_ids = translator.vocab.encode_src([sentences[i] for i in todo])
-        outputs = [_steps_taken(hyps[i]) for i in todo]
+        outputs = [steps_taken(hyps[i]) for i in todo]
         for i, st in zip(todo, attention_steps(translator.model, src_ids, outputs)):
             steps[i] = st
     records = []
@@ -162,9 +162,3 @@ def translation_page(translator: Translator, sentences: Sequence[str], records: 
 def explorer_record(translator: Translator, sentence: str, hyp: Hypothesis | None, ref: str | None) -> Record:
     """One sentence for the explorer (:func:`explorer_records` of one)."""
     return explorer_records(translator, [sentence], [hyp], [ref])[0]
-
-
-def _steps_taken(hyp: Hypothesis) -> list[int]:
-    """The tokens a hypothesis was written with, one per step: its ids, then EOS where it ended with one."""
-    steps = hyp.attention.size(0) if hyp.attention is not None else len(hyp.tokens) + 1
-    return (list(hyp.tokens) + [EOS])[:steps]

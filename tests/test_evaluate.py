@@ -4,6 +4,7 @@ import gzip
 import json
 import os
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -72,6 +73,7 @@ class StubModel(nn.Module):
     def __init__(self, attention):
         super().__init__()
         self.attention = attention
+        self.decoder = SimpleNamespace(attention=SimpleNamespace(heads=1))  # one head: what the code reads
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, src, src_lens, tgt_in):

@@ -168,6 +168,15 @@ function rowsOf(o) {
   return null;
 }
 
+function headOf(o) {
+  // a multi-head record (o.heads) as the head picker shows it: one head's rows and panel numbers,
+  // or the record itself (its rows are the mean over heads)
+  const h = +$("head").value;
+  if (!o || !o.heads || !(h >= 0) || h >= o.heads.length) return o;
+  const x = o.heads[h];
+  return { ...o, att: x.att, sa: x.sa, m: x.m, z: x.z, cn: x.cn, vn: x.vn, ent: x.ent, diag: x.diag, head: h };
+}
+
 function dense(rows, T, S) {
   const m = Array.from({ length: T }, () => new Array(S).fill(0));
   (rows || []).forEach((row, t) => row.forEach(([j, w]) => { if (t < T && j < S) m[t][j] = w; }));
@@ -352,6 +361,10 @@ function panel(model, o, mx) {
     const a = model.attention;
     title.textContent = "Inside step " + (r + 1) + ": output " + JSON.stringify(o.op[r].replace(/\u2581/g, " ").trim() || o.op[r]) + " — query, scores, softmax, context";
     const lines = [];
+    if (a && o.heads && o.head === undefined) {
+      body.replaceChildren(el("div", { class: "muted" }, "The mean over the " + o.heads.length + " heads (what decoding reads) is no single softmax: choose a head above to see its query, scores and softmax."));
+      return;
+    }
     if (!a || !o.sa) {
       body.replaceChildren(el("div", { class: "muted" }, a ? "This page holds no scores for this sentence (written before the step panel)." : "attention=none: no query, no scores — the decoder reads one fixed summary of the source."));
       return;
@@ -360,7 +373,10 @@ function panel(model, o, mx) {
     const stored = new Map();  // column -> thousandths below the largest score
     for (let k = 0; k < row.length; k += 2) stored.set(row[k], row[k + 1]);
     lines.push(el("div", {}, "query q = " + a.query));
-    lines.push(el("div", { class: "formula" }, a.formula + (a.d ? ",   d = " + a.d : "")));
+    if (o.head !== undefined) {
+      lines.push(el("div", { class: "formula" }, "head " + (o.head + 1) + " of " + o.heads.length + ":   " + a.head_formula + (a.d ? ",   d = " + a.d : "")));
+      lines.push(el("div", { class: "muted" }, "(" + a.head_values + ")"));
+    } else lines.push(el("div", { class: "formula" }, a.formula + (a.d ? ",   d = " + a.d : "")));
     lines.push(el("div", { class: "formula" }, "softmax: w_i = exp(s_i − m) / Z,   m = max_j s_j = " + num(m, 3) + ",   Z = Σ_j exp(s_j − m) over all " + o.sp.length + " positions = " + num(Z, 4)));
     const table = el("table", { class: "steps" });
     const head = el("tr");
@@ -425,12 +441,13 @@ function drawDetail() {
   if (s.ref !== undefined) info.appendChild(el("div", {}, "reference: " + s.ref));
   parts.push(info);
   DATA.models.forEach((model, k) => {
-    const o = s.out[k];
+    const o = headOf(s.out[k]);
     const view = el("div", { class: "view", "data-model": k });
     const stats = [o.chrf !== undefined ? "chrF " + fmt(o.chrf) : null,
       o.ent !== undefined ? "entropy " + fmt(o.ent, 2) + " nats" : null,
       o.diag !== undefined ? "distance from the diagonal " + fmt(o.diag, 2) : null].filter(Boolean).join(" · ");
-    view.appendChild(el("h3", {}, model.name + (stats ? " — " + stats : "")));
+    const which = o.heads ? (o.head === undefined ? " · mean of " + o.heads.length + " heads" : " · head " + (o.head + 1) + " of " + o.heads.length) : "";
+    view.appendChild(el("h3", {}, model.name + which + (stats ? " — " + stats : "")));
     view.appendChild(el("div", {}, o.hyp));
     const mx = matrixOf(o);
     const attends = Boolean(o.att || o.sa);
@@ -478,7 +495,7 @@ function drawTraining() {
     training.k = +slider.value;
     const i = +pick.value, s = H.sentences[i], f = H.frames[training.k][i];
     label.textContent = "step " + H.steps[training.k] + " (validation " + (training.k + 1) + " of " + H.steps.length + ")";
-    const o = { sp: s.sp, op: f.op, att: f.att };
+    const o = headOf({ sp: s.sp, op: f.op, att: f.att, heads: f.heads && f.heads.map((att) => ({ att })) });
     frame.replaceChildren(el("div", {}, "source: " + s.src), el("div", {}, "output: " + f.hyp), heatmap(o));
   };
   const halt = () => { if (training.timer !== null) clearInterval(training.timer); training.timer = null; go.textContent = "▶ play"; };
@@ -497,15 +514,28 @@ function drawTraining() {
   pick.addEventListener("change", draw);
   $("words").addEventListener("change", draw);
   $("values").addEventListener("change", draw);
+  $("head").addEventListener("change", draw);
   draw();
 }
 
+function headPicker() {
+  // multi-head models: "mean of heads" (what decoding reads) or one head; hidden for one-head pages
+  const counts = DATA.models.map((m) => (m.attention && m.attention.heads) || 1);
+  (DATA.history ? DATA.history.frames.flat() : []).forEach((f) => counts.push(f.heads ? f.heads.length : 1));
+  const n = Math.max(1, ...counts);
+  if (n < 2) return;
+  $("head").appendChild(el("option", { value: -1 }, "mean of heads"));
+  for (let h = 0; h < n; h++) $("head").appendChild(el("option", { value: h }, "head " + (h + 1)));
+  $("head-pick").hidden = false;
+}
+
 function init() {
+  headPicker();
   drawSummary();
   const splits = [...new Set(DATA.sentences.map((s) => s.split).filter(Boolean))];
   splits.forEach((s) => $("split").appendChild(el("option", { value: s }, s)));
   ["q", "split", "minlen", "maxlen", "minscore", "maxscore"].forEach((id) => $(id).addEventListener("input", drawTable));
-  ["words", "values"].forEach((id) => $(id).addEventListener("change", () => { const t = player.t; drawDetail(); setStep(t); }));
+  ["words", "values", "head"].forEach((id) => $(id).addEventListener("change", () => { const t = player.t; drawDetail(); setStep(t); }));
   if (!hasRef) { $("minscore").parentNode.style.display = "none"; $("maxscore").parentNode.style.display = "none"; }
   $("back").addEventListener("click", () => { stop(); setStep(player.t - 1); });
   $("forward").addEventListener("click", () => { stop(); setStep(player.t + 1); });

@@ -85,6 +85,7 @@ class Decoder(nn.Module):
         if self.attention is not None:
             memory.states = matmul_ready(memory.states)
             memory.keys_proj = self.attention.prepare(memory.states)
+            memory.values_proj = self.attention.prepare_values(memory.states)
         # the first LSTM layer's input weight, split at the embedding's columns, sliced and cast once
         # per batch: autocast caches casts of whole weights only (and none under inference_mode)
         memory.embed_weight = matmul_ready(self.rnn.weight_ih_l0[:, : self.embedding_size])  # (4H, E)
@@ -155,7 +156,9 @@ class Decoder(nn.Module):
         if teacher_forcing >= 1.0:  # every input is known: embed and project them all at once
             emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
             pre = self.input_gates(emb, memory)  # (B, T, 4H)
-            fusable = self.fuse and self.layers == 1 and fused_loop_applies(memory)  # the loops are one-layer
+            fusable = (
+                self.fuse and self.layers == 1 and fused_loop_applies(memory, self.attention)
+            )  # one layer, one head
             fused = self.fused_loop(emb, pre, state, memory) if fusable else None
             if fused is not None:
                 features, attn = self.readout(fused[0]), fused[1]  # (B, T, D), (B, T, S)
@@ -215,7 +218,7 @@ class ContextDecoder(Decoder):
     ):
         super().__init__(vocab_size, memory_size, feature_size, cfg)
         if att is not None:  # built before the readout: the initial weights draw in this order
-            self.attention = build_attention(att.score, cfg.decoder_size, memory_size, att.size)
+            self.attention = build_attention(att.score, cfg.decoder_size, memory_size, att.size, att.heads)
         self.readout_layer = nn.Linear(cfg.decoder_size + memory_size + cfg.embedding_size, feature_size)
 
     def rnn_input_size(self, embedding_size: int) -> int:
@@ -269,7 +272,9 @@ class BahdanauDecoder(ContextDecoder):
         return torch.cat([states, contexts, emb], -1), weights
 
     def step_embedded(self, emb, pre, state, memory):
-        context, weights = self.attention(state.h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
+        context, weights = self.attention(
+            state.h[-1], memory.states, memory.states, memory.mask, memory.keys_proj, memory.values_proj
+        )
         h, c = self.rnn_step(pre, state, memory, context)  # context (B, K)
         return torch.cat([h[-1], context, emb], -1), State(h, c), weights
 
@@ -287,7 +292,7 @@ class LuongDecoder(Decoder):
         self.input_feeding = att.input_feeding
         self.parallel = not att.input_feeding
         super().__init__(vocab_size, memory_size, feature_size, cfg)
-        self.attention = build_attention(att.score, cfg.decoder_size, memory_size, att.size)
+        self.attention = build_attention(att.score, cfg.decoder_size, memory_size, att.size, att.heads)
         self.combine = nn.Linear(memory_size + cfg.decoder_size, feature_size, bias=False)  # W_c
 
     def rnn_input_size(self, embedding_size: int) -> int:
@@ -314,7 +319,9 @@ class LuongDecoder(Decoder):
 
     def step_embedded(self, emb, pre, state, memory):
         h, c = self.rnn_step(pre, state, memory, state.feed)  # feed is None without input feeding
-        context, weights = self.attention(h[-1], memory.states, memory.states, memory.mask, memory.keys_proj)
+        context, weights = self.attention(
+            h[-1], memory.states, memory.states, memory.mask, memory.keys_proj, memory.values_proj
+        )
         out = torch.tanh(self.combine(torch.cat([context, h[-1]], -1)))  # h~_t (B, D)
         return out, State(h, c, self.dropout(out) if self.input_feeding else None), weights
 
@@ -322,6 +329,8 @@ class LuongDecoder(Decoder):
         emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
         state = self.init_state(memory)
         s, _ = self.rnn(emb, (state.h, state.c))  # (B, T, H): one fused call
-        context, weights = self.attention(s, memory.states, memory.states, memory.mask, memory.keys_proj)
+        context, weights = self.attention(
+            s, memory.states, memory.states, memory.mask, memory.keys_proj, memory.values_proj
+        )
         out = torch.tanh(self.combine(torch.cat([context, s], -1)))  # (B, T, D)
         return self.readout(out), weights

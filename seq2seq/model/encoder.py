@@ -29,6 +29,7 @@ class Memory:
     summary: Tensor  # (B, K): [h_fwd_last; h_bwd_first] of the top encoder layer
     # Computed once per batch by Decoder.prepare, so that no decoder step repeats them:
     keys_proj: Tensor | None = None  # attention.prepare(states)
+    values_proj: Tensor | None = None  # attention.prepare_values(states): states itself with one head
     extra_gates: Tensor | None = None  # (B, 4H): a constant extra LSTM input's share of the gates (none)
     joint_weight: Tensor | None = None  # the first LSTM layer's input weight past the embedding's columns
     # beside its recurrent weight (4H, I - E + H), lstm.joint_weight (Bahdanau, Luong input feeding)
@@ -41,11 +42,14 @@ class Memory:
         def rows(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.index_select(0, index)
 
+        states = self.states.index_select(0, index)
+        one_head = self.values_proj is self.states  # the values are the states: select them once
         return Memory(
-            self.states.index_select(0, index),
+            states,
             self.mask.index_select(0, index),
             self.summary.index_select(0, index),
             rows(self.keys_proj),
+            states if one_head else rows(self.values_proj),
             rows(self.extra_gates),
             self.joint_weight,  # weights, the same for every row
             self.embed_weight,

@@ -34,9 +34,12 @@ from torch.autograd.function import once_differentiable
 from seq2seq.model.attention import Attention, ConcatScore, DotScore, GeneralScore, ScaledDotScore
 
 
-def fused_loop_applies(memory) -> bool:
-    """Whether the decoders' fused loops serve this batch: float32 on a CPU, without autocast."""
+def fused_loop_applies(memory, attention: Attention | None = None) -> bool:
+    """Whether the decoders' fused loops serve this batch: float32 on a CPU, without autocast, one
+    attention head (multi-head attention keeps the step loop)."""
     states = memory.states
+    if attention is not None and attention.heads > 1:
+        return False
     return states.device.type == "cpu" and states.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
 
 
@@ -55,6 +58,8 @@ class Score:
 
     @classmethod
     def of(cls, attention: Attention) -> Score:
+        if attention.heads > 1:
+            raise TypeError(f"no fused loop for {attention.heads} attention heads")
         if isinstance(attention, ConcatScore):
             return cls(True, attention.query_layer.weight, attention.energy_layer.weight[0])
         if isinstance(attention, ScaledDotScore):

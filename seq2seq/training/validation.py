@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from seq2seq.data.vocab import Vocab
 from seq2seq.explorer import sparse_rows
 from seq2seq.hardware import autocast
 from seq2seq.history import append as append_history
+from seq2seq.lesson import attention_steps, steps_taken
 from seq2seq.metrics import attention_statistics, corpus_scores
 from seq2seq.model import Seq2Seq
-from seq2seq.plots import attention_figure
+from seq2seq.model.attention import recording_heads
+from seq2seq.plots import attention_figure, heads_figure
 from seq2seq.search import Search, decode_corpus
 from seq2seq.tracking import Tracker
 from seq2seq.training.faults import crash_point
@@ -32,24 +35,34 @@ def validate(
     model.eval()
     nll_total, tokens = 0.0, 0
     entropy = distance = rows = 0  # attention statistics over the reference (teacher forcing)
+    heads = n_heads(model)
+    per_head = torch.zeros(heads, 2, dtype=torch.float64)  # each head's (entropy, distance) sums, heads > 1
     lens_src = [len(s) for s in data.src_ids]
     lens_tgt = [len(t) for t in data.tgt_ids]
     for index in token_batches(lens_src, lens_tgt, tc.batch_tokens * 2, multiple=tc.pad_to_multiple):
         src, tgt = [data.src_ids[i] for i in index], [data.tgt_ids[i] for i in index]
         batch = collate(src, tgt, tc.pad_to_multiple).to(device)
-        with autocast(precision, device):  # chunked like training: the batch's (B, T, V) logits never exist
+        recording = recording_heads(model.decoder.attention) if heads > 1 else nullcontext([])
+        with autocast(precision, device), recording as calls:  # chunked like training: no (B, T, V) logits
             features, attention = model.features(batch.src, batch.src_lens, batch.tgt_in)
             nll_total += float(generator_loss(features, model.generator, batch.tgt_out)[1])
         if attention is not None:
             out_lens = torch.tensor([len(t) + 1 for t in tgt])  # + EOS
             e, d, n = attention_statistics(attention, batch.src_lens, out_lens)
             entropy, distance, rows = entropy + e, distance + d, rows + n
+            if calls:
+                every = torch.cat(calls, 2)  # (B, N, T, S): the step loop's calls, or one call of all steps
+                for h in range(heads):
+                    per_head[h] += torch.tensor(attention_statistics(every[:, h], batch.src_lens, out_lens)[:2])
         tokens += batch.n_tokens
     crash_point("validation")  # tests: killed between the loss pass and decoding
     search = Search(max_ratio=tc.max_output_ratio, batch_size=tc.valid_batch_size, precision=precision)
     hyps = decode_corpus(model, data.src_ids, device, search)
     texts = [vocab.decode_tgt(h.tokens) for h in hyps]
     attention_figures = {"attention_entropy": entropy / rows, "attention_diagonal": distance / rows} if rows else {}
+    if rows and heads > 1:  # each head's own figures: the heads of one model may look very differently
+        attention_figures["attention_entropy_heads"] = (per_head[:, 0] / rows).tolist()
+        attention_figures["attention_diagonal_heads"] = (per_head[:, 1] / rows).tolist()
     return {
         "loss": nll_total / tokens,
         "ppl": math.exp(min(nll_total / tokens, 50.0)),
@@ -86,6 +99,8 @@ def log_examples(
     src_ids = data.src_ids[: tc.n_heatmaps]
     search = Search(max_ratio=tc.max_output_ratio, batch_size=len(src_ids), precision=precision, return_attention=True)
     hyps = decode_corpus(model, src_ids, device, search)
+    # multi-head: each head's weights, the decoder replayed over what it wrote (seq2seq.lesson)
+    replayed = attention_steps(model, src_ids, [steps_taken(h) for h in hyps]) if n_heads(model) > 1 else None
     entry = []
     for i, (ids, hyp) in enumerate(zip(src_ids, hyps)):
         src_labels = vocab.src_pieces(ids) + ["</s>"]
@@ -93,23 +108,37 @@ def log_examples(
         title = f"valid sentence {i}, step {step}"
         fig = attention_figure(hyp.attention.numpy(), src_labels, out_labels, title=title)
         tracker.figure(f"attention/{i}", fig, step)
-        entry.append(
-            {
-                "src": data.src_texts[i],
-                "sp": src_labels,
-                "hyp": vocab.decode_tgt(hyp.tokens),
-                "op": out_labels,
-                "att": sparse_rows(hyp.attention),
-            }
-        )
+        sentence = {
+            "src": data.src_texts[i],
+            "sp": src_labels,
+            "hyp": vocab.decode_tgt(hyp.tokens),
+            "op": out_labels,
+            "att": sparse_rows(hyp.attention),
+        }
+        heads = replayed[i].heads if replayed is not None and replayed[i] is not None else None
+        if heads:
+            weights = [h.weights.numpy() for h in heads]
+            tracker.figure(f"attention_heads/{i}", heads_figure(weights, src_labels, out_labels, title=title), step)
+            sentence["heads"] = [sparse_rows(w) for w in weights]
+        entry.append(sentence)
     if history is not None:
         append_history(history, step, entry)
 
 
+def n_heads(model: Seq2Seq) -> int:
+    """The model's attention heads (1 for one head and for ``attention=none``)."""
+    return model.decoder.attention.heads if model.decoder.attention is not None else 1
+
+
 def scalars(result: dict[str, Any]) -> dict[str, float]:
-    """What TensorBoard gets of a validation: ``valid/loss``, ``valid/bleu``, ... (attention figures where they exist)."""
+    """What TensorBoard gets of a validation: ``valid/loss``, ``valid/bleu``, ... (attention figures where
+    they exist; with heads also ``valid/attention_entropy/head_1``, ... per head)."""
     keys = ("loss", "ppl", "bleu", "chrf", "attention_entropy", "attention_diagonal")
-    return {f"valid/{key}": result[key] for key in keys if key in result}
+    out = {f"valid/{key}": result[key] for key in keys if key in result}
+    for key in ("attention_entropy", "attention_diagonal"):
+        for h, value in enumerate(result.get(f"{key}_heads", [])):
+            out[f"valid/{key}/head_{h + 1}"] = value
+    return out
 
 
 def summary_line(step: int, result: dict[str, Any], improved: bool, seconds: float) -> str:
