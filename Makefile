@@ -9,6 +9,7 @@ SEEDS ?= 1
 DEVICE ?=
 CONCAT ?= 1
 VARIANT ?= bahdanau
+VARIANTS ?= none,luong,bahdanau
 PRECISION ?= fp32
 HOST ?= localhost
 PORT ?= 6006
@@ -55,8 +56,8 @@ explore:  ## a run's explorer page from its training history, without evaluating
 peers:  ## OpenNMT-py 3.5.1 on bench's peer model, on this host now -> outputs/peers/opennmt.json
 	$(PYTHON) scripts/peer_opennmt.py
 
-length-study:  ## none/luong/bahdanau, equal updates, natural and long training, BLEU by length (STEPS=2000, SEEDS=1, DATA=)
-	$(PYTHON) scripts/length_study.py --data $(DATA) --steps $(STEPS) --seeds $(SEEDS)
+length-study:  ## none/luong/bahdanau, equal updates, natural and long training, BLEU by length (STEPS=2000, SEEDS=1, DATA=, VARIANTS=none,bahdanau-4heads)
+	$(PYTHON) scripts/length_study.py --data $(DATA) --steps $(STEPS) --seeds $(SEEDS) --variants $(VARIANTS)
 
 bench:  ## training/decoding speed, memory and MFU -> outputs/bench.json (CKPT=best.pt for decoding; DEVICE=cuda)
 	$(PYTHON) scripts/bench.py $(if $(CKPT),--ckpt $(CKPT)) $(if $(DEVICE),--device $(DEVICE))

@@ -16,6 +16,10 @@ regime: BLEU and the output/reference length ratio for every k; BLEU by source l
 to ``none`` with a paired-bootstrap interval; the natural test splits by length. With ``--seeds N``
 the figures are means over seeds (bands: the seeds' mean bootstrap interval).
 
+``--variants none,bahdanau-4heads,luong-4heads`` (``make length-study VARIANTS=...``) picks the
+models: a wiring, optionally ``-<N>heads`` for multi-head attention (``attention.heads=N``);
+``none`` is always one of them, the baseline of every gap.
+
 Runs live in ``outputs/length-study/<data>-<steps>steps/<regime>/<variant>-seed<seed>/``.
 Running the same command again skips finished runs, resumes interrupted ones (the trainer
 resumes exactly) and reuses finished evaluations; ``--runs DIR`` re-analyses a study without
@@ -30,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -43,7 +48,8 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.overrides import compose
 
 REPO = Path(__file__).resolve().parent.parent
-VARIANTS = ("none", "luong", "bahdanau")
+VARIANTS: tuple[str, ...] = ("none", "luong", "bahdanau")  # --variants sets the study's, "none" first
+VARIANT = re.compile(r"(none|luong|bahdanau)(?:-(\d+)heads)?")
 # a quarter of the training pairs become joins of 2-8 captions (up to ~100 words; the filter allows 120)
 REGIMES = {
     "natural": [],
@@ -61,10 +67,27 @@ def run_dir(root: Path, regime: str, variant: str, seed: int) -> Path:
     return root / regime / f"{variant}-seed{seed}"
 
 
+def variant_overrides(variant: str) -> list[str]:
+    """``bahdanau`` -> ``attention=bahdanau``; ``luong-4heads`` -> ``attention=luong attention.heads=4``."""
+    wiring, heads = VARIANT.fullmatch(variant).groups()
+    return [f"attention={wiring}", *([f"attention.heads={heads}"] if heads else [])]
+
+
+def parse_variants(text: str) -> tuple[str, ...]:
+    """``--variants``: comma-separated, each a wiring with an optional ``-<N>heads``; none first."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in names if not VARIANT.fullmatch(v) or v.startswith("none-")]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: a variant is none, luong or bahdanau, optionally with -<N>heads")
+    if len(set(names)) != len(names):
+        raise ValueError("a variant is named twice")
+    return ("none", *[v for v in names if v != "none"])
+
+
 def overrides_for(args, regime: str, variant: str, seed: int) -> list[str]:
     return [
         f"data={args.data}",
-        f"attention={variant}",
+        *variant_overrides(variant),
         f"train.seed={seed}",
         f"train.max_steps={args.steps}",
         *DEFAULTS,
@@ -481,6 +504,7 @@ def machine() -> str:
 
 
 def main() -> int:
+    global VARIANTS  # --variants: every function of the study reads the models from here
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="multi30k", help="data config: multi30k (default) or wmt_newstest")
     parser.add_argument("--steps", type=int, default=2000, help="optimiser updates per model (train.max_steps)")
@@ -494,9 +518,19 @@ def main() -> int:
     parser.add_argument(
         "--merge", type=Path, help="an earlier length_study.json: add its seeds that are not on disk (same settings)"
     )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="models, comma-separated: none, luong, bahdanau, each optionally -<N>heads (e.g. bahdanau-4heads); "
+        "none is always trained, the baseline of every gap",
+    )
     parser.add_argument("--docs", action="store_true", help="also write docs/length_study_<data>.{png,md,json}")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (after --)")
     args = parser.parse_args()
+    try:
+        VARIANTS = parse_variants(args.variants)
+    except ValueError as error:
+        parser.error(f"--variants {args.variants!r}: {error}")
     args.regimes = [r for r in args.regimes.split(",") if r]
     if not args.regimes or any(r not in REGIMES for r in args.regimes):
         parser.error(f"--regimes {','.join(args.regimes)!r}: choose from {', '.join(REGIMES)}")
@@ -543,9 +577,9 @@ def main() -> int:
     command = f"make length-study DATA={args.data} STEPS={args.steps} SEEDS={args.seeds}"
     if args.runs is not None:
         command = f"python scripts/length_study.py --runs {args.runs} --concat {args.concat}"
-    elif args.regimes != list(REGIMES) or args.concat != 8:
+    elif args.regimes != list(REGIMES) or args.concat != 8 or args.variants != "none,luong,bahdanau":
         command = f"python scripts/length_study.py --data {args.data} --steps {args.steps} --seeds {args.seeds}"
-        command += f" --regimes {','.join(args.regimes)} --concat {args.concat}"
+        command += f" --regimes {','.join(args.regimes)} --concat {args.concat} --variants {','.join(VARIANTS)}"
     if args.merge:
         command += f" --merge {args.merge}"
     result["command"] = command

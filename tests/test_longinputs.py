@@ -280,3 +280,23 @@ def test_study_refuses_a_corpus_without_test_splits_or_a_k_the_filter_drops(tmp_
     )
     assert too_long.returncode == 2 and "builds examples the length filter drops" in too_long.stderr
     assert too_long.stderr.count("\n") == 1 and not (tmp_path / "b").exists()
+
+
+def test_study_variants_name_a_wiring_and_optionally_heads(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("length_study", REPO / "scripts" / "length_study.py")
+    study_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study_module)
+    assert study_module.parse_variants("bahdanau-4heads,luong") == ("none", "bahdanau-4heads", "luong")
+    assert study_module.variant_overrides("luong-4heads") == ["attention=luong", "attention.heads=4"]
+    assert study_module.variant_overrides("bahdanau") == ["attention=bahdanau"]
+    bad = subprocess.run(
+        [sys.executable, "scripts/length_study.py", "--variants", "none,bahdanau-four"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith(
+        "bahdanau-four: a variant is none, luong or bahdanau, optionally with -<N>heads"
+    )
