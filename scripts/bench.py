@@ -5,7 +5,8 @@
 Training is measured on the model compared with OpenNMT-py (make peers) (embeddings 256, encoder
 2x128 bidirectional, decoder 256, dropout 0.2, Adam, joint SentencePiece BPE 8k cut into
 per-side vocabularies, about 1,000 target tokens per batch) for the variants ``none``, ``luong``
-(no input feeding: parallel over target positions), ``luong_input_feed`` and ``bahdanau``, in
+(no input feeding: parallel over target positions), ``luong_input_feed``, ``bahdanau``, and
+``bahdanau_4heads`` / ``luong_4heads`` (``attention.heads=4``, the latter on the fast path), in
 float32 and bfloat16 autocast, each in a fresh process (so its peak RSS is its own). The default
 model is measured beside it. Throughput is target tokens (EOS included, padding excluded) per
 second of the product's own training step (collate, forward, loss, backward, clip, Adam), the
@@ -69,6 +70,8 @@ VARIANTS = {
     "luong": ["attention=luong", "attention.input_feeding=false"],
     "luong_input_feed": ["attention=luong"],
     "bahdanau": ["attention=bahdanau"],
+    "bahdanau_4heads": ["attention=bahdanau", "attention.heads=4"],  # multi-head: the step loop, not the fused one
+    "luong_4heads": ["attention=luong", "attention.input_feeding=false", "attention.heads=4"],  # the fast path
 }
 
 

@@ -268,3 +268,60 @@ def test_a_page_from_before_the_history_says_so_in_one_line(browser, tmp_path, r
     assert p.page.locator("#train-step").count() == 0
     assert p.page.inner_text("#history-note").startswith("No training history")
     p.clean()
+
+
+@pytest.fixture(scope="module")
+def heads_run(corpus_root, tmp_path_factory):
+    from conftest import TINY, compose
+    from seq2seq.training import train
+
+    run = tmp_path_factory.mktemp("heads") / "bahdanau-2heads"
+    overrides = [*TINY, "attention=bahdanau", "attention.heads=2", f"data.root={corpus_root}", "train.max_steps=40"]
+    train(compose(overrides), run)
+    evaluate_run(run, n_heatmaps=0, bootstrap=20)
+    return run
+
+
+def heat_cells(p, where):
+    cells = p.page.locator(f"{where} table.heat td[data-row]").evaluate_all(
+        "ns => ns.map(n => [+n.dataset.row, +n.dataset.col, +n.dataset.w])"
+    )
+    return {(r, c): w for r, c, w in cells}
+
+
+def test_a_multi_head_page_shows_the_mean_and_each_head_with_its_own_softmax(browser, heads_run):
+    page_path = heads_run / "eval" / "greedy" / "explorer.html"
+    data = read_page_data(page_path)
+    pick = pick_sentence(data)
+    out = data["sentences"][pick]["out"][0]
+    p = Opened(browser, page_path, f"#sentence={pick}")
+    assert p.page.is_visible("#head-pick")
+    assert p.page.locator("#head option").all_inner_texts() == ["mean of heads", "head 1", "head 2"]
+    view = '#views .view[data-model="0"]'
+    # the default view: the mean over heads, as the page stores it; no one softmax to show
+    assert "mean of 2 heads" in p.view().locator("h3").inner_text()
+    mean = heat_cells(p, view)
+    for t, row in enumerate(out["att"]):
+        for j, per_mille in row:
+            assert abs(mean[(t, j)] - per_mille / 1000) <= 1e-3
+    assert "choose a head" in p.view().locator("details.panel").inner_text()
+    for h in (0, 1):
+        p.page.select_option("#head", str(h))
+        assert f"head {h + 1} of 2" in p.view().locator("h3").inner_text()
+        cells, want = heat_cells(p, view), weights_of(out["heads"][h])
+        assert all(abs(cells[(t, j)] - w) <= 1e-3 for t, row in enumerate(want) for j, w in row.items())
+        text = p.view().locator("details.panel").inner_text()
+        assert f"head {h + 1} of 2" in text and "v_nᵀ tanh((W_q q)_n + (W_k k)_n)" in text
+        Z = float(text.split("positions = ")[1].split()[0])
+        m = float(text.split("m = max_j s_j = ")[1].split(",")[0])
+        rows = p.view().locator("details.panel table.steps tr[data-col]:not(.omitted)")
+        for k in range(rows.count()):
+            score, weight = (float(rows.nth(k).locator(f"td.{c}").inner_text()) for c in ("score", "weight"))
+            assert abs(math.exp(score - m) / Z - weight) <= 1e-3  # this head's softmax, from the screen
+    # the training slider follows the picker: head 2's rows of the last validation
+    frame = data["history"]["frames"][-1][0]
+    cells = heat_cells(p, "#train-frame")
+    S = len(data["history"]["sentences"][0]["sp"])
+    want = [dense_row(row, S) for row in frame["heads"][1]]
+    assert len(cells) == len(want) * S and all(abs(w - want[r][c]) <= 1e-3 for (r, c), w in cells.items())
+    p.clean()
