@@ -50,8 +50,11 @@ def test_missing_folder_and_split_say_how_to_fix(tmp_path):
     with pytest.raises(DataError, match=r"multi30k does not exist; set SEQ2SEQ_DATA_DIR"):
         load_split(DataConfig(root=str(tmp_path)), "val")
     write_corpus(tmp_path / "multi30k", {"val": 5})
-    with pytest.raises(DataError, match=r"train\.de\.gz not found"):
+    (tmp_path / "multi30k" / "README.md").write_text("about the corpus")
+    with pytest.raises(DataError, match=r"train\.de\.gz not found.* has languages de, en and splits val$"):
         load_split(DataConfig(root=str(tmp_path)), "train")
+    with pytest.raises(DataError, match=r"val\.xx\.gz not found.* has languages de, en and splits val$"):
+        load_split(DataConfig(root=str(tmp_path), src="xx"), "val")
 
 
 def test_non_utf8_file_is_a_clear_error(tmp_path):

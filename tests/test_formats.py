@@ -180,12 +180,12 @@ def test_a_hub_id_while_offline_is_one_line_naming_the_way_out(monkeypatch):
         (
             "a\tb\nc\td\ne\nf\tg\n",
             [],
-            r"pairs\.tsv line 3 has 1 column\(s\), but data\.columns needs column 1.*no a tab",
+            r"pairs\.tsv line 3 has 1 column\(s\), but data\.columns needs column 1.*no tab in it",
         ),
         (
             "a,b\nc,d\n",
             [],
-            r"no a tab in its first line \(its first line is 'a,b'\); is data\.format=tsv the file's format",
+            r"no tab in its first line \(its first line is 'a,b'\); is data\.format=tsv the file's format",
         ),
         (
             "a\tb\nc\td\n",

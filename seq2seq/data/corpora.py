@@ -46,9 +46,13 @@ def _find_file(folder: Path, split: str, lang: str) -> Path:
     for name in (f"{split}.{lang}.gz", f"{split}.{lang}"):
         if (folder / name).is_file():
             return folder / name
+    names = [f.name.removesuffix(".gz") for f in folder.glob("*.*")] if folder.is_dir() else []
+    found = [name.rsplit(".", 1) for name in names if name.rsplit(".", 1)[-1] not in ("md", "txt", "json")]
+    langs, splits = sorted({lang for _, lang in found}), sorted({split for split, _ in found})
+    held = f"; {folder} has languages {', '.join(langs)} and splits {', '.join(splits)}" if found else ""
     raise DataError(
         f"corpus file {folder / f'{split}.{lang}.gz'} not found (nor {split}.{lang}); "
-        f"check data.src/data.tgt and the split names, or the corpus folder {folder}"
+        f"check data.src/data.tgt and the split names{held}"
     )
 
 

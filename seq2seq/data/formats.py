@@ -149,7 +149,7 @@ def _check_delimited(cfg: DataConfig, path: Path) -> tuple[tuple[int, int], int,
     _, fields = first
     columns = tuple(_column_index(cfg, lang, fields if header else None, path, fields) for lang in (cfg.src, cfg.tgt))
     need, widest = max(columns) + 1, len(fields)
-    delimiter = "a tab" if cfg.format == "tsv" else "a comma"
+    delimiter = "tab" if cfg.format == "tsv" else "comma"
     for number, fields in ([first] if not header else []) + list(rows):
         if not fields:
             continue  # a blank line: datasets skips it too
@@ -183,7 +183,7 @@ def _column_index(cfg: DataConfig, lang: str, header: list[str] | None, path: Pa
         return header.index(wanted)
     if wanted.isdigit() and int(wanted) < len(first):
         return int(wanted)
-    delimiter = "a tab" if cfg.format == "tsv" else "a comma"
+    delimiter = "tab" if cfg.format == "tsv" else "comma"
     separator = "\t" if cfg.format == "tsv" else ","
     seen = f"its first line is {_quote(separator.join(first))}"
     if len(first) == 1:
