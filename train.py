@@ -13,6 +13,7 @@ from seq2seq.config import Config
 from seq2seq.errors import Seq2SeqError
 from seq2seq.overrides import check_overrides, register
 from seq2seq.training import train
+from seq2seq.training.signals import pass_on
 
 
 class NotOnATerminal(logging.Filter):
@@ -37,6 +38,7 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     if result["stop"].startswith("signal"):
+        pass_on(result["stop"])  # submitit's warning signal: last.pt is saved, now submitit requeues the job
         sys.exit(130)
 
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.util
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,6 +79,8 @@ def check_overrides(args: Sequence[str]) -> None:
     sweeping = any(a in ("-m", "--multirun") for a in args)
     for override in parsed:
         key = override.key_or_group
+        if key == "hydra/launcher" and str(override.value()) in SUBMITIT_LAUNCHERS:
+            _check_submitit(str(override.value()), sweeping, parsed)
         if key.startswith("hydra") or override.is_delete():
             continue
         if override.is_sweep_override() and not sweeping:
@@ -101,6 +105,27 @@ def check_overrides(args: Sequence[str]) -> None:
 
 
 _ABSENT = object()
+SUBMITIT_LAUNCHERS = ("slurm", "submitit_slurm", "submitit_local")  # configs/hydra/launcher/slurm.yaml and the plugin's
+
+
+def _check_submitit(launcher: str, sweeping: bool, parsed: list) -> None:
+    """The launcher's needs, each one line here rather than a traceback in the parent or a job's log."""
+    given = f"hydra/launcher={launcher}"
+    if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
+        raise ConfigError(f"{given} needs the submitit launcher: pip install -e '.[slurm]' (hydra-submitit-launcher)")
+    if not sweeping:
+        raise ConfigError(f"{given} submits jobs only in a sweep: python train.py -m {given} train.resume=auto ...")
+    resume = [str(o.value()) for o in parsed if o.key_or_group == "train.resume"]
+    if resume[-1:] != ["auto"]:
+        raise ConfigError(
+            f"{given} starts a preempted or timed-out job again with the same command; add train.resume=auto "
+            "so it continues from last.pt"
+        )
+    if launcher != "submitit_local" and shutil.which("sbatch") is None:
+        raise ConfigError(
+            f"{given} submits to SLURM, but sbatch is not on PATH here; run it on the cluster's login node "
+            "(hydra/launcher=submitit_local runs the same jobs on this machine)"
+        )
 
 
 def _compose(overrides: list[str]) -> DictConfig:

@@ -112,3 +112,32 @@ def test_every_subpackage_is_installed_by_a_plain_pip_install():
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "seq2seq").rglob("__init__.py")}
     assert listed == found
+
+
+def test_the_slurm_launcher_config_and_its_needs_are_checked_before_anything_runs(tmp_path, monkeypatch):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from seq2seq.overrides import CONFIG_DIR, check_overrides, register
+
+    register()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = hydra_compose(
+            "config", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    assert launcher.signal_delay_s >= 60 and launcher.max_num_timeout > 0  # warned in time, requeued more than once
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    slurm = ["-m", "hydra/launcher=slurm", "train.resume=auto"]
+    with pytest.raises(ConfigError, match=r"^hydra/launcher=slurm submits to SLURM, but sbatch is not on PATH"):
+        check_overrides(slurm)
+    with pytest.raises(ConfigError, match=r"submits jobs only in a sweep: python train\.py -m hydra/launcher=slurm"):
+        check_overrides(slurm[1:])
+    with pytest.raises(ConfigError, match=r"add train\.resume=auto so it continues from last\.pt"):
+        check_overrides(["-m", "hydra/launcher=submitit_slurm", "train.resume=true"])
+    check_overrides(["-m", "hydra/launcher=submitit_local", "train.resume=auto"])  # runs here, no SLURM needed
+    (tmp_path / "sbatch").write_text("#!/bin/sh\n")
+    (tmp_path / "sbatch").chmod(0o755)
+    check_overrides([*slurm, "hydra.launcher.timeout_min=600"])  # on a login node

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, compose, events
+from seq2seq.errors import RunDirError
 from seq2seq.history import read as read_history
 from seq2seq.training import TrainingError, train
 from seq2seq.training.checkpoint import load_checkpoint
@@ -138,3 +139,50 @@ def test_skipping_gives_up_on_a_run_of_bad_batches(corpus_root, tmp_path, monkey
     config = compose([*BASE, f"data.root={corpus_root}", "train.nonfinite=skip", "train.max_skips=4"])
     with pytest.raises(TrainingError, match="4 batches in a row"):
         train(config, tmp_path)
+
+
+@pytest.mark.slow
+def test_submitit_requeues_a_signalled_job_and_it_finishes_as_never_interrupted(reference, corpus_root, tmp_path):
+    """SLURM through Hydra, on submitit's local executor: the scheduler's SIGUSR2 mid-step saves last.pt,
+    submitit requeues the job with the same command, and train.resume=auto continues it."""
+    sweep = tmp_path / "sweep"
+    command = [
+        sys.executable,
+        "train.py",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=job",
+        *BASE,
+        "train.resume=auto",
+    ]
+    env = {
+        **os.environ,
+        "SEQ2SEQ_DATA_DIR": str(corpus_root),
+        "SEQ2SEQ_CRASH_AT": "step:15",
+        "SEQ2SEQ_CRASH_SIGNAL": "USR2",
+        "SEQ2SEQ_CRASH_ONCE": str(tmp_path / "signalled"),
+    }
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (sweep / "job" / "train.log").read_text()
+    assert "received SIGUSR2: saving and stopping after this step" in log
+    assert "exists, resuming at step 15" in log and "stopping at step 30" in log
+    (job_log,) = sweep.glob(".submitit/*/*_0_log.err")
+    assert "passing SIGUSR2 on to submitit, which requeues this job" in job_log.read_text()
+    assert "Requeued job" in job_log.read_text() and "Job completed successfully" in job_log.read_text()
+    want, got = load_checkpoint(reference / "last.pt"), load_checkpoint(sweep / "job" / "last.pt")
+    for key, value in want["model"].items():
+        torch.testing.assert_close(got["model"][key], value, rtol=0, atol=0)
+
+
+def test_a_run_under_a_scheduler_that_requeues_needs_resume_auto(corpus_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    with pytest.raises(RunDirError, match=r"under submitit, .* add train\.resume=auto .*\(train\.resume=False now\)"):
+        train(compose([*BASE, f"data.root={corpus_root}"]), tmp_path / "run")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    monkeypatch.delenv("SUBMITIT_EXECUTOR")
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "1")
+    with pytest.raises(RunDirError, match=r"under torchrun --max-restarts, .*train\.resume=True now"):
+        train(compose([*BASE, f"data.root={corpus_root}", "train.resume=true"]), tmp_path / "run")

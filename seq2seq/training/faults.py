@@ -10,7 +10,9 @@ or a machine losing power. Unset (always, outside tests), a call is one dictiona
 
 ``SEQ2SEQ_CRASH_ONCE=<file>`` beside it crashes only where that file does not exist yet, and
 creates it first: a process that ``torchrun --max-restarts`` starts again with the same
-environment then runs through (the node-loss test).
+environment then runs through (the node-loss test). ``SEQ2SEQ_CRASH_SIGNAL=USR2`` (or TERM, INT)
+sends that signal instead of SIGKILL: a scheduler's warning arriving in the middle of a step (the
+submitit requeue test).
 """
 
 from __future__ import annotations
@@ -45,4 +47,5 @@ def crash_point(point: str) -> None:
                 return
             with open(once, "w"):
                 pass
-        os.kill(os.getpid(), signal.SIGKILL)
+        name = os.environ.get("SEQ2SEQ_CRASH_SIGNAL", "KILL").upper().removeprefix("SIG")
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}"))

@@ -23,6 +23,7 @@ from seq2seq.hardware import pick_device, resolve_precision
 from seq2seq.training.checkpoint import load_checkpoint, remove_partial_writes
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.rundir import RunDirLock
+from seq2seq.training.signals import scheduler
 from seq2seq.training.trainer import Trainer
 
 log = logging.getLogger("seq2seq")
@@ -74,6 +75,12 @@ def _open_run_dir(out_dir: Path, config: Config, overrides: list[str] | None) ->
     """
     last, best = out_dir / "last.pt", out_dir / "best.pt"
     mode = config.train.resume
+    requeued_by = scheduler()
+    if requeued_by is not None and mode != "auto":
+        raise RunDirError(
+            f"this run is under {requeued_by}, which starts the same command again after a preemption or a "
+            f"lost node; add train.resume=auto so that command continues from last.pt (train.resume={mode} now)"
+        )
     if mode == "auto":
         if last.exists():
             config, payload = _resume_from(last, config, overrides)

@@ -37,7 +37,7 @@ from seq2seq.training.faults import crash_point
 from seq2seq.training.loss import NonFinitePolicy, Objective
 from seq2seq.training.progress import Progress, Window, epoch_batching, eta_seconds, progress_line
 from seq2seq.training.schedule import LearningRate
-from seq2seq.training.signals import StopSignals
+from seq2seq.training.signals import StopSignals, scheduler
 from seq2seq.training.state import Checkpointer, check_same_data, rng_state
 from seq2seq.training.validation import log_examples, scalars, summary_line, validate
 
@@ -331,7 +331,9 @@ class Trainer:
             self._validate_and_save()  # also writes last.pt
         else:
             self._save_last()
-        if signalled and self.dist.is_main:
+        if signalled and self.dist.is_main and scheduler() is not None:
+            log.info("saved %s; %s starts this command again to continue it", self.out_dir / "last.pt", scheduler())
+        elif signalled and self.dist.is_main:
             log.info(
                 "saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s",
                 self.out_dir / "last.pt",
