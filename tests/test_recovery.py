@@ -186,3 +186,17 @@ def test_a_run_under_a_scheduler_that_requeues_needs_resume_auto(corpus_root, tm
     monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "1")
     with pytest.raises(RunDirError, match=r"under torchrun --max-restarts, .*train\.resume=True now"):
         train(compose([*BASE, f"data.root={corpus_root}", "train.resume=true"]), tmp_path / "run")
+
+
+def test_the_scheduler_warning_signal_follows_submitit(monkeypatch):
+    import signal
+
+    from seq2seq.training.signals import scheduler, scheduler_signals
+
+    monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_MAX_RESTARTS", raising=False)
+    assert scheduler() is None and scheduler_signals() == ()
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    assert scheduler() == "submitit" and scheduler_signals() == (signal.SIGUSR2,)
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "SIGUSR1")
+    assert scheduler_signals() == (signal.SIGUSR1,)

@@ -9,6 +9,7 @@ they cannot be made, the tests say so in one line and run the same two agents on
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY
+from seq2seq.history import read as read_history
 from seq2seq.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -77,7 +79,7 @@ def agent(host, endpoint, args, corpus_root, extra_env=(), restarts=0, is_host=F
         *prefix,
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "seq2seq.launch",  # seq2seq-torchrun: torchrun, with one-line errors
         "--nnodes=2",
         "--nproc_per_node=1",
         "--rdzv_backend=c10d",
@@ -93,7 +95,9 @@ def agent(host, endpoint, args, corpus_root, extra_env=(), restarts=0, is_host=F
         *args,
     ]
     # env for a command under `ip netns exec` passes through: it execs the command with this environment
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(  # a session of its own: a timeout kills the agent and every worker it left
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def run_two_hosts(hosts, args, corpus_root, host1_env=(), restarts=0):
@@ -103,12 +107,13 @@ def run_two_hosts(hosts, args, corpus_root, host1_env=(), restarts=0):
     time.sleep(0.5)  # the first host's store listens first (the second would wait for it anyway)
     second = agent(hosts[1], endpoint, args, corpus_root, host1_env, restarts)
     try:
-        outs = [p.communicate(timeout=240) for p in (first, second)]
+        outs = [p.communicate(timeout=180) for p in (first, second)]
     except subprocess.TimeoutExpired:
         for p in (first, second):
-            p.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
         outs = [p.communicate() for p in (first, second)]
-        pytest.fail("the two hosts did not finish in 240 s: " + outs[0][1][-1500:] + outs[1][1][-1500:])
+        pytest.fail(f"the two hosts did not finish in 180 s:\n{outs[0][1][-6000:]}\n---\n{outs[1][1][-6000:]}")
     return [p.returncode for p in (first, second)], outs
 
 
@@ -140,3 +145,39 @@ def test_two_hosts_over_a_network_train_as_one_host(one_host, corpus_root, tmp_p
     saved = load_checkpoint(out / "last.pt")
     assert saved["progress"]["step"] == 12 and len(saved["rng_by_rank"]) == 2
     same_weights(one_host, out, TOLERANCE)
+
+
+def test_a_node_lost_mid_run_restarts_and_finishes_as_if_never_lost(one_host, corpus_root, tmp_path):
+    out = tmp_path / "run"
+    marker = tmp_path / "crashed-once"
+    args = [*BASE, "train.max_steps=12", "train.resume=auto", f"hydra.run.dir={out}"]
+    # the second host's worker dies (SIGKILL) at its 8th update, after the checkpoint of step 5
+    lost = [("SEQ2SEQ_CRASH_AT", "step:8"), ("SEQ2SEQ_CRASH_ONCE", str(marker))]
+    with network() as hosts:
+        codes, outs = run_two_hosts(hosts, args, corpus_root, lost, restarts=1)
+    logs = outs[0][1] + outs[1][1]
+    assert codes == [0, 0], logs[-4000:]
+    assert marker.exists()  # it did die once
+    log = (out / "train.log").read_text()
+    assert "starting a new run" in log and "exists, resuming at step 5" in log
+    assert load_checkpoint(out / "last.pt")["progress"]["step"] == 12
+    assert not list(out.glob(".*.tmp*"))  # no half-written checkpoint left
+    same_weights(one_host, out, TOLERANCE)
+    assert [e["step"] for e in read_history(out)[0]] == [5, 10, 12]  # each validation once
+
+
+def test_a_run_dir_the_other_host_cannot_see_is_refused_by_every_rank(corpus_root, tmp_path):
+    """Each host on its own disk would resume from what it holds and the two runs would diverge."""
+    out = tmp_path / "run"
+    # the second host mounts an empty file system of its own over the folder that holds the run dir
+    root = ["--mount", "--propagation", "private"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--mount"]
+    private = ["unshare", *root, "sh", "-c", f'mount -t tmpfs none "{tmp_path}" && exec "$@"', "sh"]
+    with network() as hosts:
+        prefix, address, iface = hosts[1]
+        hosts = [hosts[0], ([*prefix, *private], address, iface)]
+        codes, outs = run_two_hosts(hosts, [*BASE, "train.max_steps=4", f"hydra.run.dir={out}"], corpus_root)
+    assert codes[0] != 0 and codes[1] != 0
+    line = f"error: the run directory {out} is not shared between the hosts: rank 1 on "
+    assert line in outs[0][1] and line in outs[1][1], outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert "put hydra.run.dir on a filesystem every host mounts" in outs[0][1]
+    assert not out.exists()  # rank 0 wrote nothing that stays

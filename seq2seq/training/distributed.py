@@ -11,6 +11,7 @@ validation BLEU that drives early stopping and the LR schedule) are shared by co
 
 from __future__ import annotations
 
+import datetime
 import gc
 import os
 from typing import Any
@@ -19,6 +20,30 @@ import torch
 import torch.distributed as dist
 
 from seq2seq.errors import ConfigError
+
+STORE_TIMEOUT = datetime.timedelta(minutes=5)  # a rank missing from a restarted group fails, not hangs
+
+
+def _attempt_store(rank: int, world: int) -> dict[str, Any]:
+    """Under torchrun, a key space of its own for each attempt of the process group.
+
+    torchrun's workers share the rendezvous leader's store, which outlives a restart, and the
+    process group keeps its peers' addresses there under the same keys every time: a restarted
+    rank can read the address of a worker that died with the previous attempt and fail to
+    connect, while its peer waits for ever for a key written elsewhere (pytorch/pytorch#167288).
+    The agents' restart counts cannot name the attempt (an agent that restarts its workers
+    because another node rejoined does not count it), so the workers count themselves: each adds
+    one to a counter in the store as it starts, and arrivals ``world * g + 1 … world * (g + 1)``
+    are attempt g. The store gives up after :data:`STORE_TIMEOUT`, so a worker that died before
+    it arrived costs a restart, not a hang. Outside torchrun: the default.
+    """
+    if "TORCHELASTIC_RUN_ID" not in os.environ or "MASTER_ADDR" not in os.environ:
+        return {}
+    address, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(address, port, world, is_master=rank == 0 and not agent_store, timeout=STORE_TIMEOUT)
+    attempt = (store.add("seq2seq/arrivals", 1) - 1) // world
+    return {"store": dist.PrefixStore(f"seq2seq/attempt{attempt}", store), "rank": rank, "world_size": world}
 
 
 class Distributed:
@@ -43,7 +68,7 @@ class Distributed:
                 )
             torch.cuda.set_device(local_rank)
         if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo", **_attempt_store(rank, world))
         return cls(rank, world, local_rank)
 
     @property

@@ -14,6 +14,9 @@ import contextlib
 import json
 import logging
 import logging.handlers
+import secrets
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +110,43 @@ def _open_run_dir(out_dir: Path, config: Config, overrides: list[str] | None) ->
     return config, payload, f"train.resume=true: resuming {last} at step {_step(payload)}"
 
 
+def _check_shared(out_dir: Path, dist: Distributed, wait: float = 5.0) -> None:
+    """Refuse a run directory that some rank cannot see: every host must read what rank 0 writes.
+
+    Otherwise a host resumes (or starts afresh) from what its own disk holds, and two runs diverge
+    under one name. Rank 0 writes a file with a new name (no host can have cached its absence; NFS
+    shows a new file to another client once it is closed) and every rank looks for it, for up to
+    ``wait`` seconds.
+    """
+    if not dist.enabled:
+        return
+    token = dist.broadcast(secrets.token_hex(8) if dist.is_main else None)
+    probe = out_dir / f".shared-{token}"
+    if dist.is_main:
+        probe.write_text(token)
+    dist.barrier()
+    deadline = time.monotonic() + wait
+    while not (seen := _reads(probe) == token) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    views = dist.gather((seen, socket.gethostname()))
+    if dist.is_main:
+        probe.unlink()
+    blind = [f"rank {rank} on {host}" for rank, (ok, host) in enumerate(views) if not ok]
+    if blind:
+        raise RunDirError(
+            f"the run directory {out_dir} is not shared between the hosts: {', '.join(blind)} cannot read what "
+            f"rank 0 on {views[0][1]} writes there; put hydra.run.dir on a filesystem every host mounts "
+            "at the same path (NFS, Lustre, ...)"
+        )
+
+
+def _reads(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
 def _resume_from(last: Path, config: Config, overrides: list[str] | None) -> tuple[Config, dict]:
     payload = load_checkpoint(last)
     if "optimizer" not in payload:
@@ -140,6 +180,7 @@ def _train_in(config: Config, out_dir: str | Path, overrides: list[str] | None, 
     device = pick_device(dist.device(config.train.device), "train.device")
     resolve_precision(config.train.precision, device, "train.precision")
     with RunDirLock(out_dir) if dist.is_main else contextlib.nullcontext():  # before anything is written
+        _check_shared(out_dir, dist)
         config, resume, how = _open_run_dir(out_dir, config, overrides)
         dist.barrier()  # every rank has checked the directory before rank 0 writes into it
         if not dist.is_main:
