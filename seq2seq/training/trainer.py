@@ -331,8 +331,9 @@ class Trainer:
             self._validate_and_save()  # also writes last.pt
         else:
             self._save_last()
-        if signalled and self.dist.is_main and scheduler() is not None:
-            log.info("saved %s; %s starts this command again to continue it", self.out_dir / "last.pt", scheduler())
+        requeued_by = scheduler()
+        if signalled and self.dist.is_main and requeued_by is not None:
+            log.info("saved %s; %s starts this command again to continue it", self.out_dir / "last.pt", requeued_by)
         elif signalled and self.dist.is_main:
             log.info(
                 "saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s",
