@@ -63,8 +63,16 @@ def test_a_rendezvous_port_in_use_is_one_line(tmp_path):
 
 
 def test_ctrl_c_while_waiting_for_the_other_host_is_one_line(tmp_path):
-    waiting = launch(*two_nodes(free_port(), "join_timeout=60"), "train.py", start_new_session=True)
-    time.sleep(4)  # in the rendezvous, waiting for a second node
+    port = free_port()
+    waiting = launch(*two_nodes(port, "is_host=1", "join_timeout=60"), "train.py", start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:  # the rendezvous store listens: the agent is past start-up, waiting for a second node
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert time.monotonic() < deadline and waiting.poll() is None, waiting.communicate()[1]
+        time.sleep(0.2)
+    time.sleep(1)
     os.killpg(waiting.pid, signal.SIGINT)  # Ctrl-C at a terminal signals the whole process group
     _, stderr = waiting.communicate(timeout=60)
     assert waiting.returncode == 130 and "Traceback" not in stderr, stderr
