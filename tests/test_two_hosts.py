@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -95,9 +96,17 @@ def agent(host, endpoint, args, corpus_root, extra_env=(), restarts=0, is_host=F
         *args,
     ]
     # env for a command under `ip netns exec` passes through: it execs the command with this environment
-    return subprocess.Popen(  # a session of its own: a timeout kills the agent and every worker it left
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_all(args) -> None:
+    """The agents and their workers (torchrun starts each worker in a session of its own, so killing
+    an agent leaves them holding the output pipes): every process whose command line has our run dir."""
+    (marker,) = [a for a in args if a.startswith("hydra.run.dir=")]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def run_two_hosts(hosts, args, corpus_root, host1_env=(), restarts=0):
@@ -109,9 +118,7 @@ def run_two_hosts(hosts, args, corpus_root, host1_env=(), restarts=0):
     try:
         outs = [p.communicate(timeout=180) for p in (first, second)]
     except subprocess.TimeoutExpired:
-        for p in (first, second):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
+        kill_all(args)
         outs = [p.communicate() for p in (first, second)]
         pytest.fail(f"the two hosts did not finish in 180 s:\n{outs[0][1][-6000:]}\n---\n{outs[1][1][-6000:]}")
     return [p.returncode for p in (first, second)], outs
