@@ -32,7 +32,6 @@ from seq2seq.data.batching import collate
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import DataError
 from seq2seq.model import Seq2Seq
-from seq2seq.model.attention import recording_heads
 
 Link = tuple[int, int]  # (source word, target word), 1-based
 
@@ -150,14 +149,14 @@ def alignment_error_rate(
     device = next(model.parameters()).device
     pairs = [(s, t, g) for s, t, g in zip(src_words_lines, tgt_words_lines, gold_lines) if s and t]
     counts = AlignmentCounts()
-    heads = model.decoder.attention.heads
+    heads = model.heads
     head_counts = [AlignmentCounts() for _ in range(heads if heads > 1 else 0)]
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
         src = [encode_words(vocab.encode_src, s) for s, _, _ in chunk]
         tgt = [encode_words(vocab.encode_tgt, t) for _, t, _ in chunk]
         batch = collate([ids for ids, _ in src], [ids for ids, _ in tgt]).to(device)
-        recording = recording_heads(model.decoder.attention) if head_counts else nullcontext([])
+        recording = model.recording_heads() if head_counts else nullcontext([])
         with recording as calls:
             _, attention = model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, S)
         every = torch.cat(calls, 2) if calls else None  # (B, N, T, S)

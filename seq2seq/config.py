@@ -128,8 +128,14 @@ class DataConfig:
         self.long_examples.check()
 
 
+MODEL_FAMILIES = ("lstm", "transformer")  # model=lstm | model=transformer (configs: the dataclasses below)
+
+
 @dataclass
 class ModelConfig:
+    """``model=lstm``: the LSTM encoder-decoder; ``attention`` picks its decoder wiring and score."""
+
+    family: str = "lstm"
     embedding_size: int = 256
     encoder_size: int = 192  # per direction
     encoder_layers: int = 1
@@ -143,6 +149,54 @@ class ModelConfig:
         for key in ("embedding_size", "encoder_size", "encoder_layers", "decoder_size", "decoder_layers"):
             _require(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "at least 1")
         _require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "in [0, 1)")
+
+
+POSITIONS = ("sinusoidal", "learned", "relative", "rope")
+
+
+@dataclass
+class TransformerConfig:
+    """``model=transformer``: Vaswani et al. (2017) with a choice of position encoding.
+
+    Sizes: d 256, 3 + 3 layers, 4 heads, feed-forward 1024 give 7.6M parameters with the joint
+    8k vocabulary, next to the default LSTM's 7.4M (docs/results.md measures both).
+    """
+
+    family: str = "transformer"
+    d_model: int = 256
+    heads: int = 4
+    ff_size: int = 1024
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    dropout: float = 0.1  # after attention, feed-forward and embeddings
+    attention_dropout: float = 0.1  # on the attention weights (training only)
+    norm: str = "pre"  # pre: x + f(LN(x)) (stable without long warmup) | post: LN(x + f(x)) (the paper's)
+    positions: str = "sinusoidal"  # sinusoidal | learned | relative (T5's buckets) | rope (Su et al. 2021)
+    max_positions: int = 256  # learned: the table's length (longer inputs are refused); relative: the farthest bucket
+    relative_buckets: int = 32  # relative: T5's log-spaced offset buckets per direction pair
+    share_embeddings: bool = True  # joint vocabulary: one table for source, target and output layer
+
+    def check(self) -> None:
+        for key in ("d_model", "heads", "ff_size", "encoder_layers", "decoder_layers", "max_positions"):
+            _require(getattr(self, key) >= 1, f"model.{key}", getattr(self, key), "at least 1")
+        for key in ("dropout", "attention_dropout"):
+            _require(0.0 <= getattr(self, key) < 1.0, f"model.{key}", getattr(self, key), "in [0, 1)")
+        _require(self.norm in ("pre", "post"), "model.norm", self.norm, "pre or post")
+        _require(self.positions in POSITIONS, "model.positions", self.positions, ", ".join(POSITIONS))
+        _require(self.relative_buckets >= 2, "model.relative_buckets", self.relative_buckets, "at least 2")
+        if self.d_model % self.heads:
+            valid = [n for n in range(1, self.d_model + 1) if self.d_model % n == 0]
+            below = [n for n in valid if n < self.heads][-1:]
+            above = [n for n in valid if n > self.heads][:1]
+            raise ConfigError(
+                f"model.heads={self.heads} does not divide model.d_model={self.d_model}; "
+                f"the nearest valid head counts are {' and '.join(map(str, below + above))}"
+            )
+        if self.positions == "rope" and (self.d_model // self.heads) % 2:
+            raise ConfigError(
+                f"model.positions=rope rotates pairs of numbers, so a head's size (model.d_model / model.heads = "
+                f"{self.d_model // self.heads}) must be even"
+            )
 
 
 ATTENTION_TYPES = ("none", "luong", "bahdanau")
@@ -288,7 +342,7 @@ class TrainConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig | TransformerConfig = field(default_factory=ModelConfig)
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -307,6 +361,9 @@ class Config:
         self.model.check()
         self.attention.check()
         self.train.check()
+        if isinstance(self.model, TransformerConfig):
+            self._check_transformer()
+            return
         memory = self.model.encoder_size * (2 if self.model.bidirectional else 1)
         if self.attention.type != "none" and self.attention.score in ("dot", "scaled_dot"):
             if memory != self.model.decoder_size:
@@ -317,6 +374,28 @@ class Config:
                     "change one of them or use attention.score=general"
                 )
         self.attention.check_heads(self.model.decoder_size, memory)
+
+    def _check_transformer(self) -> None:
+        """The LSTM's own settings are refused with ``model=transformer``, each in one line."""
+        if self.attention != AttentionConfig():
+            changed = [
+                f.name
+                for f in dataclasses.fields(AttentionConfig)
+                if getattr(self.attention, f.name) != getattr(AttentionConfig(), f.name)
+            ]
+            raise ConfigError(
+                f"attention={self.attention.type} (attention.{changed[0]}) configures the LSTM decoders (model=lstm); "
+                "model=transformer attends with scaled dot products in every layer: set model.heads, model.positions"
+            )
+        if self.train.teacher_forcing < 1.0:
+            raise ConfigError(
+                f"train.teacher_forcing={self.train.teacher_forcing} (scheduled sampling) applies to model=lstm only: "
+                "the Transformer's decoder reads the whole reference at once"
+            )
+
+    @property
+    def family(self) -> str:
+        return self.model.family
 
 
 def parse_duration(value: str | int | float | None) -> float | None:
@@ -352,6 +431,12 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
+        families = {o.family: o for o in options if dataclasses.is_dataclass(o) and hasattr(o, "family")}
+        if families and isinstance(value, dict):  # model: the family's dataclass (no family key: lstm, as before)
+            family = value.get("family", "lstm")
+            if family not in families:
+                raise ConfigError(f"{key}.family={family!r} is out of range: expected {', '.join(families)}")
+            return _build(families[family], value, key + ".")
         errors = []
         for option in options:
             if option is type(None):

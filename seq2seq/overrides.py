@@ -32,7 +32,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from seq2seq.config import Config, ModelConfig, TrainConfig
+from seq2seq.config import Config, ModelConfig, TrainConfig, TransformerConfig
 from seq2seq.errors import ConfigError
 
 # Hydra's own flags that take a value or change what runs; with one of them the check stands aside
@@ -41,15 +41,23 @@ HYDRA_FLAGS += ("-cd", "--info", "-i", "--hydra-help", "--help", "-h", "--shell-
 HYDRA_FLAGS += ("--experimental-rerun",)
 MAX_DIRNAME = 100  # characters of a sweep job's folder name (file systems allow 255 bytes)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the repository's Hydra presets
-STORED = {"model": ModelConfig, "train": TrainConfig}  # groups whose only option, default, is the dataclass
+# groups whose options are the dataclasses' defaults, written once in seq2seq.config
+STORED = {"model": {"lstm": ModelConfig, "transformer": TransformerConfig}, "train": {"default": TrainConfig}}
 
 
 def register() -> None:
-    """The ``model/default`` and ``train/default`` options from the dataclasses, and ``${short_dirname:...}``."""
+    """``model/lstm``, ``model/transformer`` and ``train/default`` from the dataclasses; the resolvers."""
     store = ConfigStore.instance()
-    for group, schema in STORED.items():
-        store.store(group=group, name="default", node=dataclasses.asdict(schema()))
+    for group, options in STORED.items():
+        for name, schema in options.items():
+            store.store(group=group, name=name, node=dataclasses.asdict(schema()))
     OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
+    OmegaConf.register_new_resolver("model_name", run_name, replace=True)
+
+
+def run_name(family: str, attention: str) -> str:
+    """A run folder's suffix: the attention wiring for the LSTMs (``bahdanau``), else the family (``transformer``)."""
+    return attention if family == "lstm" else family
 
 
 def compose(overrides: Sequence[str] = ()) -> Config:
@@ -60,7 +68,7 @@ def compose(overrides: Sequence[str] = ()) -> Config:
 def group_options(group: str) -> list[str] | None:
     """The options of a config group (``attention`` -> bahdanau, luong, none), or None if ``group`` is none."""
     if group in STORED:
-        return ["default", *sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))]
+        return list(STORED[group])
     if (CONFIG_DIR / group).is_dir():
         return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
     return None
@@ -135,7 +143,14 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 
 def unknown_key_message(cfg: DictConfig, key: str) -> str:
-    """``unknown config key model.hiden_size (did you mean model.hidden_size?); keys of model: ...``."""
+    """``unknown config key model.hiden_size (did you mean model.hidden_size?); keys of model: ...``;
+    a key of the other model family says which family it belongs to."""
+    family = OmegaConf.select(cfg, "model.family", default=None)
+    if key.startswith("model.") and family is not None:
+        for other, schema in STORED["model"].items():
+            if other != family and key.split(".")[1] in {f.name for f in dataclasses.fields(schema)}:
+                keys = ", ".join(str(k) for k in cfg.model.keys())
+                return f"{key} is a setting of model={other}; model={family} has {keys}"
     known = _leaves(cfg)
     leaf = key.rsplit(".", 1)[-1]
     same_leaf = [k for k in known if k.rsplit(".", 1)[-1] == leaf]

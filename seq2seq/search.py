@@ -59,7 +59,7 @@ def greedy_search(
     """Greedy decoding of a padded batch ``src (B, S)``; one :class:`Hypothesis` per row, in order."""
     batch = src.size(0)
     memory = model.encode(src, src_lens)
-    state = model.decoder.init_state(memory)
+    state = model.init_state(memory)
     y = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
     alive = torch.arange(batch, device=src.device)  # original row of each row still decoding
     limits = max_lens.to(src.device)
@@ -158,7 +158,7 @@ def _start(model: Seq2Seq, src: Tensor, src_lens: Tensor, beam: int, attention: 
     """Encode once, then copy every sentence ``beam`` times: rows ``b * K + k``."""
     batch = src.size(0)
     memory = model.encode(src, src_lens)
-    state = model.decoder.init_state(memory)
+    state = model.init_state(memory)
     rows = torch.arange(batch, device=src.device).repeat_interleave(beam)  # (B*K,)
     scores = torch.full((batch, beam), float("-inf"), device=src.device)
     scores[:, 0] = 0.0  # one real prefix (BOS) per sentence; the other slots fill at step 1
@@ -268,7 +268,7 @@ def score_outputs(model: Seq2Seq, src: Tensor, src_lens: Tensor, outputs: Sequen
     lens = torch.tensor([len(o) for o in outputs], device=src.device)  # (B,)
     real = torch.arange(out.size(1), device=src.device)[None, :] < lens[:, None]  # (B, T)
     memory = model.encode(src, src_lens)
-    state = model.decoder.init_state(memory)
+    state = model.init_state(memory)
     y = torch.full((len(outputs),), BOS, dtype=torch.long, device=src.device)
     total = torch.zeros(len(outputs), device=src.device)
     for t in range(width):

@@ -60,6 +60,11 @@ class Vocab:
         self.tgt = SideVocab(tgt_pieces, self._tgt_spm.get_piece_size())
 
     @property
+    def joint(self) -> bool:
+        """One SentencePiece model for both sides (``data.vocab.joint``): their ids name the same pieces."""
+        return self._models[0] == self._models[1]
+
+    @property
     def fingerprint(self) -> str:
         """A short hash of the models and vocabularies (for caching encoded datasets)."""
         digest = hashlib.sha256(self._models[0] + self._models[1])

@@ -6,12 +6,17 @@ src ──► Encoder ──► memory ──► Decoder (none | bahdanau | luon
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq.config import AttentionConfig, ModelConfig
+from seq2seq.config import AttentionConfig, ModelConfig, TransformerConfig
+from seq2seq.data.vocab import Vocab
+from seq2seq.model.attention import recording_heads
 from seq2seq.model.decoder import BahdanauDecoder, Decoder, LuongDecoder, PlainDecoder, State
 from seq2seq.model.encoder import Encoder, Memory
+from seq2seq.model.transformer import Transformer
 
 
 class Seq2Seq(nn.Module):
@@ -36,8 +41,22 @@ class Seq2Seq(nn.Module):
     def has_attention(self) -> bool:
         return self.decoder.attention is not None
 
+    @property
+    def heads(self) -> int:
+        """The heads of the attention the decoder reports (1 for one head and for ``attention=none``)."""
+        return self.decoder.attention.heads if self.decoder.attention is not None else 1
+
+    def recording_heads(self) -> AbstractContextManager[list[Tensor]]:
+        """Within the block, each call of the attention appends its heads' weights ``(B, N, T, S)``
+        (:func:`~seq2seq.model.attention.recording_heads`); nothing with one head."""
+        return recording_heads(self.decoder.attention) if self.heads > 1 else nullcontext([])
+
     def encode(self, src: Tensor, src_lens: Tensor) -> Memory:
         return self.decoder.prepare(self.encoder(src, src_lens))
+
+    def init_state(self, memory: Memory) -> State:
+        """The decoder's state before the first step (from the encoder summary, through the bridge)."""
+        return self.decoder.init_state(memory)
 
     def forward(
         self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
@@ -60,5 +79,20 @@ class Seq2Seq(nn.Module):
         return F.log_softmax(logits.float(), dim=-1), state, weights
 
 
-def build_model(src_vocab: int, tgt_vocab: int, cfg: ModelConfig, att: AttentionConfig) -> Seq2Seq:
+def build_model(
+    src_vocab: int,
+    tgt_vocab: int,
+    cfg: ModelConfig | TransformerConfig,
+    att: AttentionConfig,
+    vocab: Vocab | None = None,
+) -> Seq2Seq | Transformer:
+    """The model family ``cfg`` names (``model=lstm`` or ``model=transformer``), for vocabularies of these sizes.
+
+    ``vocab`` lets a Transformer share one embedding table between the sides of a joint vocabulary.
+    """
+    if isinstance(cfg, TransformerConfig):
+        shared = None
+        if cfg.share_embeddings and vocab is not None and vocab.joint:
+            shared = (vocab.src.to_spm, vocab.tgt.to_spm)
+        return Transformer(src_vocab, tgt_vocab, cfg, shared)
     return Seq2Seq(src_vocab, tgt_vocab, cfg, att)
