@@ -270,7 +270,7 @@ class TrainConfig:
     lr_factor: float = 0.5  # plateau: multiply the LR by this ...
     lr_patience: int = 2  # ... after this many validations without BLEU improvement
     min_lr: float = 1e-5
-    warmup_steps: int = 1000  # warmup: linear warmup, then inverse square root decay
+    warmup_steps: int | None = None  # linear warmup; unset: 1000 for scheduler=warmup, else the model's (LSTM 0, Transformer 800)
     decay_start: float = 0.0  # budget: hold the LR for this fraction of the budget, then decay linearly
     max_steps: int | None = None  # optimiser updates in total, counted across resumes
     max_epochs: int = 50
@@ -322,6 +322,9 @@ class TrainConfig:
         _require(0 < self.lr_factor < 1, "train.lr_factor", self.lr_factor, "in (0, 1)")
         _require(0.0 <= self.decay_start < 1.0, "train.decay_start", self.decay_start, "in [0, 1)")
         _require(self.max_steps is None or self.max_steps >= 1, "train.max_steps", self.max_steps, "at least 1")
+        _require(
+            self.warmup_steps is None or self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, "0 or more"
+        )
         _require(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "at least 1")
         parse_duration(self.max_time)
         for key in ("log_every", "valid_every", "checkpoint_every", "valid_batch_size", "early_stopping"):
