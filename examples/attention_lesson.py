@@ -24,7 +24,7 @@ REPO = Path.cwd() if (Path.cwd() / "configs").is_dir() else Path.cwd().parent
 CORPORA = os.environ.get("SEQ2SEQ_DATA_DIR", str(REPO.parent / "shared" / "corpora"))
 QUICK = os.environ.get("SEQ2SEQ_LESSON_QUICK") == "1"  # CI: a smaller model and a few hundred updates
 OUT = Path(os.environ.get("SEQ2SEQ_LESSON_OUT", REPO / "outputs" / "lesson"))
-torch.manual_seed(0)
+_ = torch.manual_seed(0)  # the same random tensors on every run
 
 # %% [markdown]
 # ## 1. The lesson's attention, on random tensors
@@ -46,7 +46,7 @@ def lesson_attention(query, keys, values):
 
 
 context, weights = lesson_attention(query, keys, values)
-print("weights", weights.shape, "each row sums to", weights.sum(-1).tolist())
+print("weights", tuple(weights.shape), "each row sums to", [round(s, 6) for s in weights.sum(-1).tolist()])
 
 # %% [markdown]
 # ## 2. The same numbers from the trainer's attention modules
@@ -94,6 +94,9 @@ assert math.isclose(1 / math.sqrt(hidden), scaled.scale)
 # English→French on the Tatoeba pairs (short everyday sentences, the PyTorch tutorial's corpus).
 # The defaults train the project's default model for 10 minutes; on two cores it writes
 # sensible short sentences after that. `QUICK` (CI) trains a small model for 300 updates.
+# The cell shows its progress (a bar where ipywidgets is installed, else a line every
+# `train.log_every` updates) and writes the same `train.log` as `python train.py` into the run's
+# folder. On a machine busy with other programs, add `"train.threads=1"` to the overrides.
 
 # %%
 from seq2seq.overrides import compose  # noqa: E402
@@ -110,6 +113,7 @@ if QUICK:
         "train.max_steps=300",
         "train.valid_every=150",
         "train.valid_max_sentences=200",
+        "train.threads=1",
     ]
 else:
     overrides += ["train.max_time=10m", "train.valid_every=500"]
@@ -121,7 +125,19 @@ print(f"trained {result['step']} updates; best validation BLEU {result['best/val
 # ## 4. Translate the lesson's sentence and look at its attention
 #
 # Each row of the heatmap is one output piece, each column a source piece: where the decoder
-# looked while writing that piece. With a trained model "chat" looks at "cat".
+# looked while writing that piece. Expect a sensible pattern, not a dictionary's alignment:
+#
+# - **The first word often looks at the end of the sentence or at a neighbour.** The decoder's
+#   first query is its initial state, made from the encoder's summary of the whole sentence
+#   before any word is written, so the first step has no word of its own to look for; the
+#   end-of-sentence token `</s>`, whose encoder state also sums the sentence up, often gets it.
+# - **Alignments differ between models.** Measured on "The cat sat on the mat.": the command
+#   line's English→French model (Multi30k, 2,000 updates) writes "Le chat sur le tapis." with
+#   "Le" putting 0.82 of its weight on `</s>`; at 5,000 updates it writes "Le chat est sur le
+#   tapis." with "chat" 0.90 on "cat" and "sur" 0.60 on "on" (but "Le" 0.87 on `</s>`); this
+#   notebook's 10-minute Tatoeba model put "sur" on "sat" (0.59) and "Le" on "cat" (0.89).
+#
+# So read the rows of your own model, and compare them with the lines below.
 
 # %%
 from seq2seq import Translator  # noqa: E402
@@ -135,7 +151,7 @@ src_pieces, out_pieces = translator.labels(sentence, hyp)
 figure = attention_figure(hyp.attention.numpy(), src_pieces, out_pieces, title=sentence)
 for row, piece in zip(hyp.attention, out_pieces):
     print(f"{piece:>12} looks most at {src_pieces[int(row.argmax())]!r} ({float(row.max()):.0%})")
-figure  # noqa: B018 (shown inline in a notebook)
+figure  # noqa: B018 (a notebook shows the heatmap here)
 
 # %% [markdown]
 # ## 5. Play it in the explorer

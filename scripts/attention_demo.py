@@ -1,6 +1,6 @@
 """The attention lesson, runnable: every score function on the same random tensors.
 
-    python scripts/attention_demo.py [--out docs/attention_demo.png]
+    python scripts/attention_demo.py [--out docs/attention_demo.png]      (make demo [OUT=...])
 
 A random query ``(B, H)`` is compared with keys ``(B, S, H)``; the weights (a softmax over the S
 source positions, summing to 1) mix the values ``(B, S, H)`` into a context ``(B, H)``. This uses
@@ -32,6 +32,9 @@ SCORES = {
 
 def side_by_side(rows, seq_len: int):
     """One panel per score function: weights of every example (rows) over source positions."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # this script only saves its figure; seq2seq.plots chooses no backend
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 2.4), sharey=True)
@@ -113,7 +116,7 @@ def main() -> None:
     close(fig)
     print("Dot products grow with the dimension, so unscaled scores give peakier weights (lower entropy);")
     print("dividing by sqrt(d) keeps the softmax soft. The learned scores (general, concat) start random.")
-    print(f"heatmap: {out}")
+    print(f"wrote the heatmap to {out.resolve()} (--out FILE, or make demo OUT=FILE, to write it elsewhere)")
 
 
 if __name__ == "__main__":

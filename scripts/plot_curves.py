@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seq2seq.plots import close  # noqa: E402  (sets the Agg backend)
+from seq2seq.plots import close
 
 
 def curve(run: Path) -> tuple[str, list[tuple[float, int, float]]]:
@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", default="docs/bleu_vs_time.png")
     args = parser.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")  # the figure goes to a file: no window, whatever the session's display
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))

@@ -1,21 +1,34 @@
-"""Figures: labelled attention heatmaps (source tokens on x, output tokens on y) and BLEU by length."""
+"""Figures: labelled attention heatmaps (source tokens on x, output tokens on y) and BLEU by length.
+
+The figures are built without pyplot, so importing this module chooses no matplotlib backend for
+its caller: ``fig.savefig`` renders with Agg whatever the backend, TensorBoard draws them itself,
+and a notebook shows one returned at the end of a cell (:class:`Picture`). A script that draws
+with pyplot itself picks its backend (``scripts/attention_demo.py``: Agg).
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")  # no display needed; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+
+class Picture(Figure):
+    """A Figure that Jupyter shows as a PNG by itself, under any backend (pyplot never holds it)."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
 
 
 def attention_figure(weights, src_tokens: Sequence[str], out_tokens: Sequence[str], title: str = "") -> Figure:
     """A heatmap of ``weights (len(out_tokens), len(src_tokens))``; the caller closes or logs it."""
     rows, cols = len(out_tokens), len(src_tokens)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.32 * cols + 1.5), max(3.0, 0.3 * rows + 1.2)))
+    fig = Picture(figsize=(max(4.0, 0.32 * cols + 1.5), max(3.0, 0.3 * rows + 1.2)))
+    ax = fig.subplots()
     image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(cols), labels=list(src_tokens), rotation=90, fontsize=8)
     ax.set_yticks(range(rows), labels=list(out_tokens), fontsize=8)
@@ -33,7 +46,8 @@ def heads_figure(heads, src_tokens: Sequence[str], out_tokens: Sequence[str], ti
     n = len(heads)
     rows, cols = len(out_tokens), len(src_tokens)
     width = max(3.2, 0.26 * cols + 1.4)
-    fig, axes = plt.subplots(1, n + 1, figsize=(width * (n + 1), max(3.0, 0.28 * rows + 1.4)), squeeze=False)
+    fig = Picture(figsize=(width * (n + 1), max(3.0, 0.28 * rows + 1.4)))
+    axes = fig.subplots(1, n + 1, squeeze=False)
     panels = [*heads, sum(heads) / n]
     for k, (ax, weights) in enumerate(zip(axes[0], panels)):
         image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
@@ -49,7 +63,13 @@ def heads_figure(heads, src_tokens: Sequence[str], out_tokens: Sequence[str], ti
 
 
 def close(fig: Figure) -> None:
-    plt.close(fig)
+    """Release ``fig``: one made through pyplot leaves pyplot's list, one of ours drops its artists."""
+    if fig.canvas.manager is not None:  # pyplot's (a script's own figure)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    else:
+        fig.clear()
 
 
 def length_figure(series: dict[str, list[dict]], title: str = "BLEU by source length") -> Figure:
@@ -58,7 +78,8 @@ def length_figure(series: dict[str, list[dict]], title: str = "BLEU by source le
     ``series`` maps a split name to its buckets, each ``{"range", "n", "bleu", "ci95"}``; empty
     buckets (``bleu`` None) are left out of that split's line. Cf. Bahdanau et al. (2015), Fig. 2.
     """
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    fig = Picture(figsize=(6.0, 3.8))
+    ax = fig.subplots()
     _draw_length(ax, series, title)
     fig.tight_layout()
     return fig
@@ -75,7 +96,8 @@ def length_study_figure(
     ``panels[regime][model]`` are the buckets of the long inputs (every k pooled);
     ``natural[regime][split][model]`` those of a natural test split, drawn as hollow markers.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.2), sharey=True, squeeze=False)
+    fig = Picture(figsize=(5.6 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)
     for ax, (name, series) in zip(axes[0], panels.items()):
         splits = natural.get(name, {})
         for i, (model, buckets) in enumerate(series.items()):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from seq2seq import plots
+from seq2seq.config import Config
 
 
 class Tracker:
@@ -58,3 +61,14 @@ class Tracker:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def hparams_of(config: Config) -> dict[str, Any]:
+    """The run's settings as TensorBoard's HParams dashboard takes them: flat, scalar values."""
+    flat = {}
+    for section in ("model", "attention", "train"):
+        for key, value in asdict(getattr(config, section)).items():
+            if isinstance(value, (int, float, str, bool)):
+                flat[f"{section}.{key}"] = value
+    flat["data.name"] = f"{config.data.name}:{config.data.src}-{config.data.tgt}"
+    return flat

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from seq2seq.config import Config
-from seq2seq.errors import RunDirError
+from seq2seq.errors import RunDirError, Seq2SeqError
 from seq2seq.hardware import pick_device, resolve_precision
 from seq2seq.training.checkpoint import load_checkpoint, remove_partial_writes
 from seq2seq.training.distributed import Distributed
+from seq2seq.training.progress import run_logging
 from seq2seq.training.rundir import RunDirLock
 from seq2seq.training.signals import scheduler
 from seq2seq.training.trainer import Trainer
@@ -162,11 +163,13 @@ def train(config: Config, out_dir: str | Path, overrides: list[str] | None = Non
     """Train (or, with ``train.resume``, continue) one run in ``out_dir``; returns the final metrics.
 
     ``overrides`` are the command-line overrides, used to tell a deliberate change of the model on
-    resume from a default that differs from the checkpoint's config.
+    resume from a default that differs from the checkpoint's config. Called from Python, the run
+    logs to train.log as under ``train.py``, and prints its lines where nothing else does.
     """
     dist = Distributed.from_env(config.train.device)
     try:
-        result = _train_in(config, out_dir, overrides, dist)
+        with run_logging():
+            result = _train_in(config, out_dir, overrides, dist)
     except BaseException:
         dist.close(wait=False)  # a peer may be stuck in a collective; torchrun stops it
         raise
@@ -203,9 +206,22 @@ def _train_in(config: Config, out_dir: str | Path, overrides: list[str] | None, 
         try:
             (out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
             return trainer.run()
+        except BaseException as error:  # train.log says why the run ended; the console already does
+            handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, _why_it_ended(error), None, None))
+            raise
         finally:
             log.removeHandler(handler)
             handler.close()
+
+
+def _why_it_ended(error: BaseException) -> str:
+    """The line train.log ends with when an exception ends the run."""
+    if isinstance(error, Seq2SeqError):
+        return f"error: {error}"  # what train.py prints
+    if isinstance(error, KeyboardInterrupt):
+        return "stopped at once by a second Ctrl-C; last.pt holds the last checkpoint written"
+    first = (str(error).splitlines() or [""])[0][:300]
+    return f"the run ended with {type(error).__name__}: {first} (the traceback is on the console)"
 
 
 def _run_quietly(config: Config, out_dir: Path, resume: dict | None, dist: Distributed) -> dict[str, Any]:

@@ -14,13 +14,10 @@ import logging
 import random
 import signal
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from seq2seq.config import Config, parse_duration
 from seq2seq.data.batching import collate, epoch_batches
@@ -30,12 +27,22 @@ from seq2seq.errors import TrainingError
 from seq2seq.hardware import autocast, bound_kernel_caches, pick_device, resolve_precision
 from seq2seq.history import keep_until as keep_history_until
 from seq2seq.model import Seq2Seq, build_model
-from seq2seq.tracking import Tracker
+from seq2seq.tracking import Tracker, hparams_of
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import Distributed
 from seq2seq.training.faults import crash_point
 from seq2seq.training.loss import NonFinitePolicy, Objective
-from seq2seq.training.progress import Progress, Window, epoch_batching, eta_seconds, progress_line
+from seq2seq.training.progress import (
+    Bar,
+    Progress,
+    SlowdownWatch,
+    Window,
+    epoch_batching,
+    eta_seconds,
+    final_metrics,
+    lines_above_the_bar,
+    progress_line,
+)
 from seq2seq.training.schedule import LearningRate
 from seq2seq.training.signals import StopSignals, scheduler
 from seq2seq.training.state import Checkpointer, check_same_data, rng_state
@@ -61,14 +68,8 @@ class Trainer:
         self._load_data(resume)
         self._build()
         self.progress, self.metrics = Progress(), {}
-        self.checkpoints = Checkpointer(
-            config,
-            out_dir,
-            self.dist,
-            (self.model, self.optimizer, self.lr, self.average),
-            self.vocab,
-            self.data_fingerprint,
-        )
+        trained = (self.model, self.optimizer, self.lr, self.average)
+        self.checkpoints = Checkpointer(config, out_dir, self.dist, trained, self.vocab, self.data_fingerprint)
         if resume:
             self.progress, self.metrics = self.checkpoints.restore(resume)
             if self.dist.is_main:
@@ -79,6 +80,8 @@ class Trainer:
         self.tracker = Tracker(out_dir if self.dist.is_main else None)
         self.signals = StopSignals()
         self.nonfinite = NonFinitePolicy(config.train)
+        watched = self.dist.is_main and self.device.type == "cpu"  # where other programs take the cores
+        self.slowdown = SlowdownWatch(torch.get_num_threads(), str(out_dir)) if watched else None
 
     # -- setting up -------------------------------------------------------------------------
 
@@ -109,7 +112,9 @@ class Trainer:
     def _build(self) -> None:
         """The model, what the step calls (DDP-wrapped under torchrun), the optimiser, the average, the LR."""
         config, tc = self.config, self.config.train
-        self.model: Seq2Seq = build_model(len(self.vocab.src), len(self.vocab.tgt), config.model, config.attention)
+        self.model: Seq2Seq = build_model(
+            len(self.vocab.src), len(self.vocab.tgt), config.model, config.attention, self.vocab
+        )
         self.model.to(self.device)
         self.objective: torch.nn.Module = Objective(self.model)
         if self.dist.enabled:  # the wrapper broadcasts rank 0's initial weights to every rank
@@ -126,7 +131,7 @@ class Trainer:
         # the weights that validation, best.pt and translation use: an average of the trained ones, or themselves
         self.average = WeightAverage(self.model, tc.ema) if tc.ema is not None else None
         self.time_budget = parse_duration(tc.max_time)  # training seconds in total, across resumes
-        self.lr = LearningRate(self.optimizer, tc, self.time_budget)
+        self.lr = LearningRate(self.optimizer, tc, self.time_budget, config.model.family)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -139,18 +144,24 @@ class Trainer:
         self.window = Window()
         if self.dist.is_main:
             log.info("run dir: %s", self.out_dir)
+        if self.slowdown is not None:
+            self.slowdown.start()
         stop = None  # a resumed run may have finished already
         if tc.max_steps is not None and progress.step >= tc.max_steps:
             stop = "max_steps"
         elif progress.bad_validations >= tc.early_stopping:
             stop = "early stopping (raise train.early_stopping to go on)"
-        with self.signals, logging_redirect_tqdm():
-            while stop is None:
-                stop = self._train_epoch()
-                if stop is None:
-                    progress.epoch, progress.batch = progress.epoch + 1, 0
-                    if progress.epoch >= tc.max_epochs:
-                        stop = "max_epochs"
+        self.bar = Bar(tc.max_steps, progress.step, self.dist.is_main)
+        with self.signals, lines_above_the_bar():
+            try:
+                while stop is None:
+                    stop = self._train_epoch()
+                    if stop is None:
+                        progress.epoch, progress.batch = progress.epoch + 1, 0
+                        if progress.epoch >= tc.max_epochs:
+                            stop = "max_epochs"
+            finally:
+                self.bar.close()
         return self._finish(stop)
 
     def _train_epoch(self) -> str | None:
@@ -158,24 +169,14 @@ class Trainer:
         tc, progress = self.config.train, self.progress
         batch_tokens, seed, multiple = epoch_batching(progress, tc)
         batches = epoch_batches(self._src_lens, self._tgt_lens, batch_tokens, seed, progress.epoch, multiple)
-        bar = tqdm(  # towards max_steps where it is set, else through the epoch
-            total=tc.max_steps or len(batches),
-            initial=progress.step if tc.max_steps else progress.batch,
-            desc=f"epoch {progress.epoch + 1}",
-            disable=None if self.dist.is_main else True,
-            leave=False,
-            unit="batch",
-        )
+        self.bar.epoch(progress.epoch, len(batches), progress.batch)
         stop = None
         for index in batches[progress.batch :]:
             signalled, out_of_time = self._train_on(index, multiple)
-            bar.update()
+            self.bar.update()
             stop = self._after_step(signalled, out_of_time)
-            if progress.step % tc.log_every == 0:
-                bar.set_postfix(loss=f"{self.metrics['train/loss']:.3f}")
             if stop:
                 break
-        bar.close()
         return stop
 
     def _train_on(self, index: list[int], multiple: int) -> tuple[bool, bool]:
@@ -262,6 +263,9 @@ class Trainer:
         self.tracker.scalars(values, self.progress.step)
         self.metrics.update(values)
         self.window.reset()
+        self.bar.loss(values["train/loss"])
+        if self.slowdown is not None:
+            self.slowdown.window(values["train/tokens_per_s"])
         if not self.dist.is_main:
             return
         max_steps, elapsed = self.config.train.max_steps, time.monotonic() - self._started
@@ -282,16 +286,9 @@ class Trainer:
         with self.average.applied() if self.average is not None else contextlib.nullcontext():
             result = self.validate() if self.dist.is_main else None  # other ranks wait for its BLEU
             if result:
-                setting = (self.device, self.precision, tc)
+                setting, examples = (self.device, self.precision, tc), (self.valid_data, self.vocab)
                 log_examples(
-                    self.tracker,
-                    self.model,
-                    self.valid_data,
-                    self.vocab,
-                    setting,
-                    result["hypotheses"],
-                    progress.step,
-                    self.out_dir,
+                    self.tracker, self.model, *examples, setting, result["hypotheses"], progress.step, self.out_dir
                 )
         bleu = self.dist.broadcast(result["bleu"] if result else None)
         if result:
@@ -310,6 +307,7 @@ class Trainer:
         if result:
             log.info(summary_line(progress.step, result, improved, time.monotonic() - start))
             self.tracker.flush()
+        self.window.pause(time.monotonic() - start)  # the train/* rates are training's alone
         return progress.bad_validations >= tc.early_stopping
 
     def _save_last(self) -> None:
@@ -325,29 +323,18 @@ class Trainer:
         progress = self.progress
         if self.window.steps:  # the last partial window: a run shorter than log_every still logs train/*
             self._log_train()
-        log.info("stopping at step %d (epoch %d): %s", progress.step, progress.epoch + 1, stop)
         signalled = stop.startswith("signal")  # agreed by every rank, unlike self.signals.received
         if not signalled and progress.last_valid_step != progress.step:
             self._validate_and_save()  # also writes last.pt
         else:
             self._save_last()
-        requeued_by = scheduler()
-        if signalled and self.dist.is_main and requeued_by is not None:
-            log.info("saved %s; %s starts this command again to continue it", self.out_dir / "last.pt", requeued_by)
-        elif signalled and self.dist.is_main:
-            log.info(
-                "saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s",
-                self.out_dir / "last.pt",
-                self.out_dir,
-            )
-        final = {
-            "best/valid_bleu": progress.best_bleu,
-            "best/step": float(progress.best_step),
-            **{k: v for k, v in self.metrics.items() if k.startswith("valid/")},
-        }
-        if progress.skipped:
-            final["skipped_batches"] = float(progress.skipped)
-        self.tracker.hparams(_hparams(self.config), final, progress.step)
+        log.info("stopping at step %d (epoch %d): %s", progress.step, progress.epoch + 1, stop)
+        if signalled and self.dist.is_main:
+            _how_to_continue(self.out_dir)
+        final = final_metrics(progress, self.metrics)
+        # no best/* before a first validation: a -1 would set the chart's scale after a resume
+        shown = {k: v for k, v in final.items() if progress.best_bleu >= 0 or not k.startswith("best/")}
+        self.tracker.hparams(hparams_of(self.config), shown, progress.step)
         self.tracker.close()
         self.objective = Objective(self.model)  # release the DDP wrapper (and its hold on the process group)
         if self.dist.is_main:
@@ -355,15 +342,12 @@ class Trainer:
         return {**final, "stop": stop, "step": progress.step}
 
 
-def _hparams(config: Config) -> dict[str, Any]:
-    """The run's settings as TensorBoard's HParams dashboard takes them: flat, scalar values."""
-    flat = {}
-    for section in ("model", "attention", "train"):
-        for key, value in asdict(getattr(config, section)).items():
-            if isinstance(value, (int, float, str, bool)):
-                flat[f"{section}.{key}"] = value
-    flat["data.name"] = f"{config.data.name}:{config.data.src}-{config.data.tgt}"
-    return flat
+def _how_to_continue(out: Path) -> None:
+    requeued_by = scheduler()
+    if requeued_by is not None:
+        log.info("saved %s; %s starts this command again to continue it", out / "last.pt", requeued_by)
+    else:
+        log.info("saved %s; continue with: python train.py train.resume=true hydra.run.dir=%s", out / "last.pt", out)
 
 
 def _report(out: Path, progress: Progress, final: dict[str, float], stop: str, signalled: bool) -> None:
@@ -377,12 +361,24 @@ def _report(out: Path, progress: Progress, final: dict[str, float], stop: str, s
 
 
 def _description(trainer: Trainer) -> str:
-    """``model: attention=bahdanau, 3.12M parameters, device cpu, bf16 (precision=auto), 2 threads``."""
-    tc = trainer.config.train
+    """``model: attention=bahdanau, 1 head, 3.12M parameters, device cpu, bf16 (precision=auto), 2 threads``."""
+    config, tc = trainer.config, trainer.config.train
     precision = trainer.precision if tc.precision != "auto" else f"{trainer.precision} (precision=auto)"
     n_params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
     processes = f", {trainer.dist.world} processes" if trainer.dist.enabled else ""
+    heads = getattr(config.model, "heads", None)  # model=transformer: heads in every attention layer
+    if heads is not None:
+        attention = f"{config.model.family}, {_count(heads, 'head')}"
+    elif config.attention.type == "none":
+        attention = "attention=none"
+    else:
+        attention = f"attention={config.attention.type}, {_count(config.attention.heads, 'head')}"
     return (
-        f"model: attention={trainer.config.attention.type}, {n_params:.2f}M parameters, device {trainer.device}, "
-        f"{precision}, {torch.get_num_threads()} threads{processes}"
+        f"model: {attention}, {n_params:.2f}M parameters, device {trainer.device}, "
+        f"{precision}, {_count(torch.get_num_threads(), 'thread')}{processes}"
     )
+
+
+def _count(n: int, thing: str) -> str:
+    """``1 thread``, ``2 threads``."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
