@@ -17,8 +17,9 @@ to ``none`` with a paired-bootstrap interval; the natural test splits by length.
 the figures are means over seeds (bands: the seeds' mean bootstrap interval).
 
 ``--variants none,bahdanau-4heads,luong-4heads`` (``make length-study VARIANTS=...``) picks the
-models: a wiring, optionally ``-<N>heads`` for multi-head attention (``attention.heads=N``);
-``none`` is always one of them, the baseline of every gap.
+models: a wiring, optionally ``-<N>heads`` for multi-head attention (``attention.heads=N``), or
+``transformer``, optionally ``-<positions>`` (``model=transformer model.positions=...``: sinusoidal,
+learned, relative, rope); ``none`` is always one of them, the baseline of every gap.
 
 Runs live in ``outputs/length-study/<data>-<steps>steps/<regime>/<variant>-seed<seed>/``.
 Running the same command again skips finished runs, resumes interrupted ones (the trainer
@@ -49,7 +50,7 @@ from seq2seq.overrides import compose
 
 REPO = Path(__file__).resolve().parent.parent
 VARIANTS: tuple[str, ...] = ("none", "luong", "bahdanau")  # --variants sets the study's, "none" first
-VARIANT = re.compile(r"(none|luong|bahdanau)(?:-(\d+)heads)?")
+VARIANT = re.compile(r"(none|luong|bahdanau)(?:-(\d+)heads)?|(transformer)(?:-(sinusoidal|learned|relative|rope))?")
 # a quarter of the training pairs become joins of 2-8 captions (up to ~100 words; the filter allows 120)
 REGIMES = {
     "natural": [],
@@ -68,17 +69,24 @@ def run_dir(root: Path, regime: str, variant: str, seed: int) -> Path:
 
 
 def variant_overrides(variant: str) -> list[str]:
-    """``bahdanau`` -> ``attention=bahdanau``; ``luong-4heads`` -> ``attention=luong attention.heads=4``."""
-    wiring, heads = VARIANT.fullmatch(variant).groups()
+    """``bahdanau`` -> ``attention=bahdanau``; ``luong-4heads`` -> ``attention=luong attention.heads=4``;
+    ``transformer`` -> ``model=transformer``; ``transformer-rope`` -> ``model=transformer model.positions=rope``."""
+    wiring, heads, transformer, positions = VARIANT.fullmatch(variant).groups()
+    if transformer:
+        return ["model=transformer", *([f"model.positions={positions}"] if positions else [])]
     return [f"attention={wiring}", *([f"attention.heads={heads}"] if heads else [])]
 
 
 def parse_variants(text: str) -> tuple[str, ...]:
-    """``--variants``: comma-separated, each a wiring with an optional ``-<N>heads``; none first."""
+    """``--variants``: comma-separated, each a wiring with an optional ``-<N>heads``, or ``transformer`` with an
+    optional ``-<positions>``; none first."""
     names = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in names if not VARIANT.fullmatch(v) or v.startswith("none-")]
     if bad:
-        raise ValueError(f"{', '.join(bad)}: a variant is none, luong or bahdanau, optionally with -<N>heads")
+        raise ValueError(
+            f"{', '.join(bad)}: a variant is none, luong or bahdanau, optionally with -<N>heads, "
+            "or transformer, optionally with -sinusoidal, -learned, -relative or -rope"
+        )
     if len(set(names)) != len(names):
         raise ValueError("a variant is named twice")
     return ("none", *[v for v in names if v != "none"])
@@ -108,6 +116,9 @@ def check_inputs(args) -> None:
     datasets.disable_progress_bars()  # an error below stays one line
 
     configs = {r: compose(overrides_for(args, r, "bahdanau", args.seed)) for r in args.regimes}  # typos: ConfigError
+    for regime in args.regimes:  # every model's settings, before the first one trains
+        for variant in VARIANTS:
+            compose(overrides_for(args, regime, variant, args.seed))
     data = next(iter(configs.values())).data
     splits = load_test_splits(data)
     shortest = min(len(src) for src, _ in splits.values())
@@ -521,7 +532,8 @@ def main() -> int:
     parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
-        help="models, comma-separated: none, luong, bahdanau, each optionally -<N>heads (e.g. bahdanau-4heads); "
+        help="models, comma-separated: none, luong, bahdanau, each optionally -<N>heads (e.g. bahdanau-4heads), "
+        "transformer, optionally -<positions> (transformer-rope); "
         "none is always trained, the baseline of every gap",
     )
     parser.add_argument("--docs", action="store_true", help="also write docs/length_study_<data>.{png,md,json}")

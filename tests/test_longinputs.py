@@ -282,7 +282,7 @@ def test_study_refuses_a_corpus_without_test_splits_or_a_k_the_filter_drops(tmp_
     assert too_long.stderr.count("\n") == 1 and not (tmp_path / "b").exists()
 
 
-def test_study_variants_name_a_wiring_and_optionally_heads(tmp_path):
+def test_study_variants_name_a_wiring_and_optionally_heads_or_a_transformer(tmp_path):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("length_study", REPO / "scripts" / "length_study.py")
@@ -291,6 +291,9 @@ def test_study_variants_name_a_wiring_and_optionally_heads(tmp_path):
     assert study_module.parse_variants("bahdanau-4heads,luong") == ("none", "bahdanau-4heads", "luong")
     assert study_module.variant_overrides("luong-4heads") == ["attention=luong", "attention.heads=4"]
     assert study_module.variant_overrides("bahdanau") == ["attention=bahdanau"]
+    assert study_module.parse_variants("transformer,transformer-rope") == ("none", "transformer", "transformer-rope")
+    assert study_module.variant_overrides("transformer") == ["model=transformer"]
+    assert study_module.variant_overrides("transformer-relative") == ["model=transformer", "model.positions=relative"]
     bad = subprocess.run(
         [sys.executable, "scripts/length_study.py", "--variants", "none,bahdanau-four"],
         cwd=REPO,
@@ -298,5 +301,6 @@ def test_study_variants_name_a_wiring_and_optionally_heads(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith(
-        "bahdanau-four: a variant is none, luong or bahdanau, optionally with -<N>heads"
+        "bahdanau-four: a variant is none, luong or bahdanau, optionally with -<N>heads, "
+        "or transformer, optionally with -sinusoidal, -learned, -relative or -rope"
     )
