@@ -6,8 +6,9 @@ Training is measured on the model compared with OpenNMT-py (make peers) (embeddi
 2x128 bidirectional, decoder 256, dropout 0.2, Adam, joint SentencePiece BPE 8k cut into
 per-side vocabularies, about 1,000 target tokens per batch) for the variants ``none``, ``luong``
 (no input feeding: parallel over target positions), ``luong_input_feed``, ``bahdanau``, and
-``bahdanau_4heads`` / ``luong_4heads`` (``attention.heads=4``, the latter on the fast path), in
-float32 and bfloat16 autocast, each in a fresh process (so its peak RSS is its own). The default
+``bahdanau_4heads`` / ``luong_4heads`` (``attention.heads=4``, the latter on the fast path), and the
+``transformer`` at its default sizes (d 256, 3 + 3 layers, 4 heads: make peers trains OpenNMT-py's
+at the same sizes), in float32 and bfloat16 autocast, each in a fresh process (so its peak RSS is its own). The default
 model is measured beside it. Throughput is target tokens (EOS included, padding excluded) per
 second of the product's own training step (collate, forward, loss, backward, clip, Adam), the
 median of several timed windows after a warm-up.
@@ -18,8 +19,8 @@ the counter cannot see, counted as 3 x 2 x 4H(I + H) per token, layer and direct
 plus a backward of twice the forward). Element-wise work is not counted. MFU is the achieved
 FLOP/s over the rate of a large matrix multiply of the same precision, measured in the same
 process. Decoding speed (greedy and beam 5 on test_2016_flickr, float32 and bf16 autocast)
-needs a trained checkpoint: ``--ckpt``, or the script first trains the peer Bahdanau model for
-``--train-minutes``.
+needs trained checkpoints: ``--ckpt`` and ``--transformer-ckpt``, or the script first trains the peer
+Bahdanau model and the Transformer for ``--train-minutes`` each.
 
 When ``outputs/peers/opennmt.json`` exists (``make peers``), the script ends with the ratios to
 it, float32 against OpenNMT-py's float32 and bf16 against the same, and says how long before
@@ -52,6 +53,11 @@ PEER_PAIRS = {
     "luong fast path / general": (("train", "luong", "tgt_tok_per_s"), ("train", "general", "tgt_tok_per_s")),
     "greedy test2016, sent/s": (("decode", "greedy_sent_per_s"), ("decode", "greedy", "sent_per_s")),
     "beam 5 test2016, sent/s": (("decode", "beam5_sent_per_s"), ("decode", "beam5", "sent_per_s")),
+    "transformer, tgt tok/s": (("train", "transformer", "tgt_tok_per_s"), ("train", "transformer", "tgt_tok_per_s")),
+    "transformer greedy, sent/s": (
+        ("decode_transformer", "greedy_sent_per_s"),
+        ("decode", "transformer_greedy", "sent_per_s"),
+    ),
 }
 
 PEER = [
@@ -65,13 +71,16 @@ PEER = [
 ]
 PEER_BATCH_TOKENS = 1100  # padded tokens of the longer side: ~1,000 target tokens per batch, as the peers
 MAX_WARMUP = 150  # training steps before the timed windows: one per batch shape, up to this many
-VARIANTS = {
-    "none": ["attention=none"],
-    "luong": ["attention=luong", "attention.input_feeding=false"],
-    "luong_input_feed": ["attention=luong"],
-    "bahdanau": ["attention=bahdanau"],
-    "bahdanau_4heads": ["attention=bahdanau", "attention.heads=4"],  # multi-head: the step loop, not the fused one
-    "luong_4heads": ["attention=luong", "attention.input_feeding=false", "attention.heads=4"],  # the fast path
+# the Transformer at its default sizes (d 256, 3 + 3 layers, 4 heads, feed-forward 1024), as make peers trains it
+TRANSFORMER = ["model=transformer", "data.vocab.size=8000"]
+VARIANTS = {  # every row's overrides
+    "none": [*PEER, "attention=none"],
+    "luong": [*PEER, "attention=luong", "attention.input_feeding=false"],
+    "luong_input_feed": [*PEER, "attention=luong"],
+    "bahdanau": [*PEER, "attention=bahdanau"],
+    "bahdanau_4heads": [*PEER, "attention=bahdanau", "attention.heads=4"],  # multi-head: the step loop, not fused
+    "luong_4heads": [*PEER, "attention=luong", "attention.input_feeding=false", "attention.heads=4"],  # fast path
+    "transformer": TRANSFORMER,
 }
 
 
@@ -150,7 +159,7 @@ def child(overrides: list[str], windows: int, steps: int) -> dict:
 
         # FLOPs per target token, on a few real batches
         lstm = [0.0]
-        encoder = trainer.model.encoder.rnn  # one call per direction on CPU, packed on GPU: counted below
+        encoder = getattr(trainer.model.encoder, "rnn", None)  # one call per direction on CPU: counted below
         lstms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.LSTM) and m is not encoder]
         hooks = [m.register_forward_hook(lstm_flops_hook(lstm)) for m in lstms]
         counted, tokens = 0.0, 0
@@ -160,7 +169,8 @@ def child(overrides: list[str], windows: int, steps: int) -> dict:
                 logits, _ = trainer.model(batch.src, batch.src_lens, batch.tgt_in)
                 torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten()).backward()
             counted += counter.get_total_flops()
-            lstm[0] += lstm_train_flops(encoder, int(batch.src_lens.sum()))  # real source tokens, as packed
+            if encoder is not None:
+                lstm[0] += lstm_train_flops(encoder, int(batch.src_lens.sum()))  # real source tokens, as packed
             tokens += batch.n_tokens
         for h in hooks:
             h.remove()
@@ -298,14 +308,15 @@ def print_peer_ratios(report: dict) -> None:
         )
 
 
-def train_checkpoint(minutes: float, device: str) -> Path:
-    """Train the peer Bahdanau model for a few minutes on ``device`` (reused by later runs of bench)."""
-    out = REPO / "outputs" / ("bench-model" if device == "cpu" else f"bench-model-{device.replace(':', '')}")
+def train_checkpoint(minutes: float, device: str, variant: str = "bahdanau") -> Path:
+    """Train the peer ``variant`` for a few minutes on ``device`` (reused by later runs of bench)."""
+    name = "bench-model" if variant == "bahdanau" else f"bench-{variant}"
+    out = REPO / "outputs" / (name if device == "cpu" else f"{name}-{device.replace(':', '')}")
     if (out / "best.pt").exists():
         print(f"decode checkpoint: reusing {out / 'best.pt'} (delete it to retrain)", flush=True)
         return out / "best.pt"
-    print(f"decode checkpoint: training the peer Bahdanau model for {minutes:g} minutes ...", flush=True)
-    command = [sys.executable, "train.py", *PEER, f"train.batch_tokens={PEER_BATCH_TOKENS}", *VARIANTS["bahdanau"]]
+    print(f"decode checkpoint: training the peer {variant} model for {minutes:g} minutes ...", flush=True)
+    command = [sys.executable, "train.py", f"train.batch_tokens={PEER_BATCH_TOKENS}", *VARIANTS[variant]]
     command += [f"train.max_time={minutes * 60:g}", f"train.device={device}", f"hydra.run.dir={out}"]
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return out / "best.pt"
@@ -314,6 +325,9 @@ def train_checkpoint(minutes: float, device: str) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", type=Path, help="a trained checkpoint for the decoding figures")
+    parser.add_argument(
+        "--transformer-ckpt", type=Path, help="a trained Transformer checkpoint for its decoding figures"
+    )
     parser.add_argument("--train-minutes", type=float, default=3.0, help="without --ckpt: train this long first")
     parser.add_argument("--windows", type=int, default=5, help="timed windows per configuration")
     parser.add_argument("--steps", type=int, default=12, help="training steps per window")
@@ -331,8 +345,9 @@ def main() -> int:
         return 0
     if not os.environ.get("SEQ2SEQ_DATA_DIR"):
         print("note: SEQ2SEQ_DATA_DIR is not set, so the corpus comes from the Hugging Face hub", flush=True)
-    if args.ckpt is not None and not args.ckpt.is_file():
-        parser.error(f"--ckpt {args.ckpt} does not exist")
+    for flag, path in (("--ckpt", args.ckpt), ("--transformer-ckpt", args.transformer_ckpt)):
+        if path is not None and not path.is_file():
+            parser.error(f"{flag} {path} does not exist")
     import torch
 
     from seq2seq.errors import Seq2SeqError
@@ -381,7 +396,7 @@ def main() -> int:
         flush=True,
     )
     for name, overrides in [*VARIANTS.items(), ("default_bahdanau", None)]:
-        base = [*PEER, f"train.batch_tokens={batch_tokens}", *overrides] if overrides else ["attention=bahdanau"]
+        base = [f"train.batch_tokens={batch_tokens}", *overrides] if overrides else ["attention=bahdanau"]
         base.append(f"train.device={args.device}")
         fp32 = measure([*base, "train.precision=fp32"], args)
         half = measure([*base, "train.precision=bf16"], args) if bf16 else {}
@@ -410,15 +425,18 @@ def main() -> int:
             ),
             flush=True,
         )
-    ckpt = args.ckpt or train_checkpoint(args.train_minutes, args.device)
-    report["decode"] = decode_figures(ckpt, args.device, ("fp32", "bf16") if bf16 else ("fp32",))
-    d = report["decode"]
-    print(
-        f"decode {d['split']} ({d['n_sentences']} sentences), sent/s fp32 / bf16: "
-        f"greedy {d['greedy_sent_per_s']:,.0f} / {_figure(d.get('greedy_sent_per_s_bf16'))}, "
-        f"beam 5 {d['beam5_sent_per_s']:,.0f} / {_figure(d.get('beam5_sent_per_s_bf16'))}; "
-        f"mean output {d['mean_output_len']:.1f} / {_figure(d.get('mean_output_len_bf16'), '.1f')} tokens"
-    )
+    checkpoints = {
+        "decode": args.ckpt or train_checkpoint(args.train_minutes, args.device),
+        "decode_transformer": args.transformer_ckpt or train_checkpoint(args.train_minutes, args.device, "transformer"),
+    }
+    for key, ckpt in checkpoints.items():
+        report[key] = d = decode_figures(ckpt, args.device, ("fp32", "bf16") if bf16 else ("fp32",))
+        print(
+            f"{key} {d['split']} ({d['n_sentences']} sentences), sent/s fp32 / bf16: "
+            f"greedy {d['greedy_sent_per_s']:,.0f} / {_figure(d.get('greedy_sent_per_s_bf16'))}, "
+            f"beam 5 {d['beam5_sent_per_s']:,.0f} / {_figure(d.get('beam5_sent_per_s_bf16'))}; "
+            f"mean output {d['mean_output_len']:.1f} / {_figure(d.get('mean_output_len_bf16'), '.1f')} tokens"
+        )
     if device.type == "cpu":  # the peers are measured on this CPU
         print_peer_ratios(report)
     report["seconds"] = time.monotonic() - started

@@ -9,7 +9,9 @@ project's torch: OpenNMT-py pins torch < 2.3 but trains and translates with 2.13
 prepares Multi30k de-en exactly as bench's peer config does (this project's pipeline: the same
 filtered pairs, joint SentencePiece BPE 8k cut into per-side vocabularies), trains the peer model (embeddings 256, bidirectional LSTM encoder 2 x 128, LSTM
 decoder 256 with input feeding, dropout 0.2, Adam, batches of 64 sentences) with additive
-(``mlp``) and ``general`` attention, and translates test_2016_flickr greedily and with beam 5.
+(``mlp``) and ``general`` attention, and translates test_2016_flickr greedily and with beam 5; then
+its Transformer at this project's default sizes (d 256, 3 + 3 layers, 4 heads, feed-forward 1024,
+batches of 64 sentences), translated greedily.
 It prints the figures and writes ``outputs/peers/opennmt.json``:
 
 - training: OpenNMT-py's own target tokens/s (non-padding gold tokens, EOS included, as bench
@@ -52,6 +54,38 @@ input_feed: 1
 dropout: [0.2]
 optim: adam
 learning_rate: 0.001
+batch_type: sents
+batch_size: 64
+valid_steps: 1000000
+save_checkpoint_steps: 1000000
+report_every: 50
+seed: 1
+"""
+
+# OpenNMT-py's Transformer at this project's default sizes (model=transformer): d 256, 3 + 3 layers,
+# 4 heads, feed-forward 1024, sinusoidal positions, pre-norm (OpenNMT-py's layout), tied output layer
+TRANSFORMER = """\
+encoder_type: transformer
+decoder_type: transformer
+position_encoding: true
+enc_layers: 3
+dec_layers: 3
+enc_hid_size: 256
+dec_hid_size: 256
+word_vec_size: 256
+transformer_ff: 1024
+heads: 4
+dropout: [0.1]
+attention_dropout: [0.1]
+share_decoder_embeddings: true
+label_smoothing: 0.1
+param_init: 0
+param_init_glorot: true
+optim: adam
+adam_beta2: 0.998
+learning_rate: 0.001
+warmup_steps: 800
+decay_method: rsqrt
 batch_type: sents
 batch_size: 64
 valid_steps: 1000000
@@ -149,12 +183,13 @@ def data_config(data: Path) -> str:
 
 
 def train(bin_dir: Path, data: Path, attention: str, steps: int) -> dict:
-    """Train for ``steps`` updates; OpenNMT-py's tgt tok/s per report, and the peak RSS."""
+    """Train for ``steps`` updates; OpenNMT-py's tgt tok/s per report, and the peak RSS.
+
+    ``attention`` is the LSTM model's (``mlp``, ``general``), or ``transformer`` for the Transformer."""
     name = f"{attention}_{steps}"
     config = OUT / f"{name}.yaml"
-    config.write_text(
-        data_config(data) + MODEL + f"global_attention: {attention}\ntrain_steps: {steps}\nsave_model: {OUT}/{name}\n"
-    )
+    model = TRANSFORMER if attention == "transformer" else MODEL + f"global_attention: {attention}\n"
+    config.write_text(data_config(data) + model + f"train_steps: {steps}\nsave_model: {OUT}/{name}\n")
     log, peak = run([str(bin_dir / "onmt_train"), "-config", str(config)], OUT / f"{name}.log")
     rates = [int(m) for m in re.findall(r"\d+/\s*(\d+) tok/s", log)]  # "src/tgt tok/s" per report
     if len(rates) < 2:
@@ -168,11 +203,11 @@ def train(bin_dir: Path, data: Path, attention: str, steps: int) -> dict:
 
 
 def translate(bin_dir: Path, data: Path, checkpoint: str, beam: int, batch_size: int) -> dict:
-    out = OUT / f"hyp.beam{beam}.txt"
+    out = OUT / f"hyp.{Path(checkpoint).stem}.beam{beam}.txt"
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # its checkpoints hold argparse objects
     command = [str(bin_dir / "onmt_translate"), "-model", checkpoint, "-src", str(data / "test.src")]
     command += ["-output", str(out), "-beam_size", str(beam), "-batch_size", str(batch_size), "-report_time"]
-    log, _ = run(command, OUT / f"translate.beam{beam}.log", env)
+    log, _ = run(command, OUT / f"translate.{Path(checkpoint).stem}.beam{beam}.log", env)
     # reported to 0.1 s: about +-3 % of greedy decoding's 1.6-1.8 s here
     seconds = float(re.search(r"Total translation time \(s\): ([\d.]+)", log).group(1))
     lines = out.read_text().splitlines()
@@ -212,10 +247,13 @@ def main() -> None:
     figures["train"] = {
         "additive": train(bin_dir, data, "mlp", 1000),
         "general": train(bin_dir, data, "general", 400),
+        "transformer": train(bin_dir, data, "transformer", 1000),
     }
     checkpoint = figures["train"]["additive"]["checkpoint"]
     figures["decode"] = {"greedy": translate(bin_dir, data, checkpoint, 1, 128)}
     figures["decode"]["beam5"] = translate(bin_dir, data, checkpoint, 5, 64)
+    transformer = figures["train"]["transformer"]["checkpoint"]
+    figures["decode"]["transformer_greedy"] = translate(bin_dir, data, transformer, 1, 128)
     (OUT / "opennmt.json").write_text(json.dumps(figures, indent=2))
     t, d = figures["train"], figures["decode"]
     gflops = figures["matmul_gflops"]

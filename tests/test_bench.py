@@ -9,8 +9,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import bench  # noqa: E402
 
 PEERS = {
-    "train": {"additive": {"tgt_tok_per_s": 4000.0}, "general": {"tgt_tok_per_s": 5000.0}},
-    "decode": {"greedy": {"sent_per_s": 500.0}, "beam5": {"sent_per_s": 200.0}},
+    "train": {
+        "additive": {"tgt_tok_per_s": 4000.0},
+        "general": {"tgt_tok_per_s": 5000.0},
+        "transformer": {"tgt_tok_per_s": 3000.0},
+    },
+    "decode": {
+        "greedy": {"sent_per_s": 500.0},
+        "beam5": {"sent_per_s": 200.0},
+        "transformer_greedy": {"sent_per_s": 100.0},
+    },
 }
 
 
@@ -18,11 +26,18 @@ def report(bf16: bool) -> dict:
     half = (lambda x: 2 * x) if bf16 else (lambda x: None)
     train = {
         name: {"tgt_tok_per_s": tok, "tgt_tok_per_s_bf16": half(tok)}
-        for name, tok in [("bahdanau", 6000.0), ("luong_input_feed", 5500.0), ("luong", 7500.0), ("none", 9000.0)]
+        for name, tok in [
+            ("bahdanau", 6000.0),
+            ("luong_input_feed", 5500.0),
+            ("luong", 7500.0),
+            ("none", 9000.0),
+            ("transformer", 3600.0),
+        ]
     }
     decode = {"greedy_sent_per_s": 1000.0, "greedy_sent_per_s_bf16": half(1000.0), "beam5_sent_per_s": 300.0}
     decode["beam5_sent_per_s_bf16"] = half(300.0)
-    return {"train": train, "decode": decode}
+    transformer = {"greedy_sent_per_s": 250.0, "greedy_sent_per_s_bf16": half(250.0)}
+    return {"train": train, "decode": decode, "decode_transformer": transformer}
 
 
 @pytest.mark.parametrize("bf16", [True, False])
@@ -34,6 +49,8 @@ def test_bench_divides_each_of_our_figures_by_its_opennmt_counterpart(bf16):
         "luong fast path / general": (5000, 1.5),
         "greedy test2016, sent/s": (500, 2.0),
         "beam 5 test2016, sent/s": (200, 1.5),
+        "transformer, tgt tok/s": (3000, 1.2),
+        "transformer greedy, sent/s": (100, 2.5),
     }
     assert set(ratios) == set(expected)
     for name, (peer, fp32) in expected.items():
@@ -49,4 +66,5 @@ def test_bench_skips_a_comparison_the_peers_file_lacks():
         "bahdanau / additive, tgt tok/s",
         "luong input feeding / general",
         "luong fast path / general",
+        "transformer, tgt tok/s",
     }
