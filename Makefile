@@ -8,6 +8,7 @@ STEPS ?= 2000
 SEEDS ?= 1
 DEVICE ?=
 CONCAT ?= 1
+OUT ?=
 VARIANT ?= bahdanau
 VARIANTS ?= none,luong,bahdanau
 PRECISION ?= fp32
@@ -41,17 +42,17 @@ format:  ## apply ruff formatting and autofixes
 	$(PYTHON) -m ruff check --fix .
 	$(PYTHON) -m ruff format .
 
-demo:  ## the attention lesson on random tensors: every score function, printed and plotted
-	$(PYTHON) scripts/attention_demo.py
+demo:  ## the attention lesson on random tensors: every score function, printed and plotted (OUT=file.png, default outputs/attention_demo.png)
+	$(PYTHON) scripts/attention_demo.py $(if $(OUT),--out $(OUT))
 
 train:  ## train the default model (Bahdanau attention on Multi30k de-en)
 	$(PYTHON) train.py
 
-eval:  ## score a run's best.pt on its test splits (RUN=outputs/...; BEAM=5; CONCAT=8 adds long inputs; DEVICE=cuda)
+eval:  ## score a run's best.pt on its test splits (RUN=outputs/...; BEAM=5; CONCAT=8 adds long inputs; DEVICE=cuda) -> RUN/eval/<mode>/, explorer.html included
 	$(PYTHON) -m seq2seq.evaluate $(if $(RUN),--run $(RUN)) --beam $(BEAM) --concat $(CONCAT) $(if $(DEVICE),--device $(DEVICE))
 
-explore:  ## a run's explorer page from its training history, without evaluating (RUN=outputs/..., default the latest) -> RUN/explorer.html
-	$(PYTHON) -m seq2seq.explorer $(RUN)
+explore:  ## a run's explorer page from its training history, without evaluating (RUN=outputs/..., default the latest; OUT=page.html) -> RUN/explorer.html
+	$(PYTHON) -m seq2seq.explorer $(if $(RUN),--run $(RUN)) $(if $(OUT),--out $(OUT))
 
 peers:  ## OpenNMT-py 3.5.1 on bench's peer model, on this host now -> outputs/peers/opennmt.json
 	$(PYTHON) scripts/peer_opennmt.py

@@ -4,17 +4,17 @@ For every split in the run's ``data.test`` it decodes the sources (greedy, or be
 ``--beam K``) and writes into ``RUN/eval/<mode>/`` (``mode`` is ``greedy`` or ``beamK``):
 
 - ``report.json``: sacreBLEU BLEU and chrF with their signatures, decoding speed, and BLEU per
-  source-length bucket (1-10, ..., 41-50, 51+ words) with a 95% bootstrap interval (Koehn 2004:
-  resample the bucket's sentence pairs with replacement, corpus BLEU of each resample);
+  source-length bucket with a 95% bootstrap interval (:mod:`seq2seq.report`);
 - ``report.md``: the same as Markdown tables; ``length.png``: BLEU against source length, one line
   per split (cf. Bahdanau et al. 2015, Fig. 2); ``<split>.hyp.txt``: the hypotheses;
 - ``attention_<split>_<i>.png``: heatmaps of the first sentences (attention models only);
 - ``explorer.html``: every sentence with its output, chrF and attention in one page
   (:mod:`seq2seq.explorer`); ``--compare RUN_A RUN_B ...`` writes one page with several runs;
-- with ``--concat K``, each split's inputs of k = 2 ... K consecutive sentences as ``<split>+k<k>``
-  (:mod:`seq2seq.data.longinputs`), bucketed up to 81+ words;
-- ``alignment`` in the report: AER of the attention against gold word alignments, when the corpus
-  root holds ``alignments-<src>-<tgt>/`` (see :mod:`seq2seq.alignment`).
+- with ``--concat K``, each split's inputs of k = 2 ... K consecutive sentences as ``<split>+k<k>``,
+  bucketed up to 81+ words, and ``alignment`` in the report: AER of the attention against gold
+  word alignments where the corpus has them (:mod:`seq2seq.testsets`).
+
+``make eval`` prints the report and where it wrote it, the explorer page included.
 
 The same numbers go to TensorBoard: ``test/<split>/bleu``, ``test/<split>/chrf``,
 ``test/<split>/bleu_len_<range>``, the figure ``test/length`` and heatmaps
@@ -36,76 +36,47 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sacrebleu.metrics import BLEU
 
-from seq2seq.alignment import alignment_error_rate, diagonal_error_rate, read_gold
-from seq2seq.config import DataConfig
-from seq2seq.data.corpora import corpus_root, load_split
-from seq2seq.data.longinputs import MAX_K, join_consecutive
-from seq2seq.errors import DataError, RunDirError, Seq2SeqError
-from seq2seq.explorer import NO_ATTENTION, ModelView, Record, merge_models, page_data, read_page_data, write_page
+from seq2seq.alignment import alignment_error_rate
+from seq2seq.data.longinputs import MAX_K
+from seq2seq.errors import Seq2SeqError
+from seq2seq.explorer import (
+    FULL_SCORES,
+    NO_ATTENTION,
+    ModelView,
+    Record,
+    merge_models,
+    page_data,
+    read_page_data,
+    write_page,
+)
 from seq2seq.hardware import PRECISIONS
 from seq2seq.history import page_history
-from seq2seq.metrics import bleu_interval, corpus_scores
+from seq2seq.metrics import corpus_scores
 from seq2seq.plots import attention_figure, length_figure
+from seq2seq.report import BUCKETS, LONG_BUCKETS, bucket_ranges, length_buckets, markdown, range_label
+from seq2seq.runs import find_latest_run
+from seq2seq.testsets import CONCAT_MARK, alignment_entry, load_test_splits, with_concatenations
 from seq2seq.tracking import Tracker
 from seq2seq.training.checkpoint import load_checkpoint
 from seq2seq.translator import Translator, explorer_records
 
 log = logging.getLogger("seq2seq")
 
-BUCKETS = (10, 20, 30, 40, 50)
-LONG_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80)  # with --concat: inputs of up to ~90 words and beyond
-
-__all__ = ["alignment_error_rate", "evaluate_run", "find_latest_run", "length_buckets", "main"]
-
-
-# -- BLEU by source length -------------------------------------------------------------------
-
-
-def bucket_ranges(edges: Sequence[int]) -> list[tuple[int, int | None]]:
-    """``(10, 20)`` -> ``[(1, 10), (11, 20), (21, None)]``: inclusive word-count ranges, the last open."""
-    lows = [1, *(e + 1 for e in edges)]
-    return list(zip(lows, [*edges, None]))
-
-
-def range_label(low: int, high: int | None) -> str:
-    return f"{low}-{high}" if high is not None else f"{low}+"
-
-
-def length_buckets(
-    src_texts: Sequence[str],
-    hyps: Sequence[str],
-    refs: Sequence[str],
-    edges: Sequence[int] = BUCKETS,
-    bootstrap: int = 1000,
-    rng: np.random.Generator | None = None,
-) -> list[dict[str, Any]]:
-    """BLEU per source-length bucket (whitespace words), each ``{"range", "n", "bleu", "ci95", "length_ratio"}``.
-
-    ``length_ratio`` is the bucket's hypothesis length over its reference length (sacreBLEU's
-    tokens): a model that stops early on long inputs shows it there, before the brevity penalty.
-    """
-    rng = rng if rng is not None else np.random.default_rng(12345)
-    lengths = [len(s.split()) for s in src_texts]
-    out = []
-    for low, high in bucket_ranges(edges):
-        rows = [i for i, n in enumerate(lengths) if n >= low and (high is None or n <= high)]
-        entry: dict[str, Any] = {
-            "range": range_label(low, high),
-            "n": len(rows),
-            "bleu": None,
-            "ci95": None,
-            "length_ratio": None,
-        }
-        if rows:
-            bucket_hyps, bucket_refs = [hyps[i] for i in rows], [refs[i] for i in rows]
-            score = BLEU().corpus_score(bucket_hyps, [bucket_refs])
-            entry["bleu"] = score.score
-            entry["length_ratio"] = score.sys_len / max(score.ref_len, 1)  # < 1: output too short (brevity)
-            entry["ci95"] = bleu_interval(bucket_hyps, bucket_refs, bootstrap, rng)
-        out.append(entry)
-    return out
+__all__ = [
+    "BUCKETS",
+    "CONCAT_MARK",
+    "LONG_BUCKETS",
+    "alignment_error_rate",
+    "bucket_ranges",
+    "evaluate_run",
+    "length_buckets",
+    "load_test_splits",
+    "main",
+    "markdown",
+    "range_label",
+    "with_concatenations",
+]
 
 
 # -- one split -------------------------------------------------------------------------------
@@ -127,17 +98,24 @@ class EvalSettings:
 
 
 def evaluate_split(
-    translator: Translator, src: list[str], refs: list[str], settings: EvalSettings, explore: bool = False
+    translator: Translator,
+    src: list[str],
+    refs: list[str],
+    settings: EvalSettings,
+    explore: bool = False,
+    full: int = 0,
 ) -> dict[str, Any]:
     """Decode one split and score it; the result also carries the hypotheses under ``"hypotheses"``
-    and, with ``explore``, the explorer's records (pieces, attention, sentence chrF) under ``"records"``."""
+    and, with ``explore``, the explorer's records (pieces, attention, sentence chrF) under ``"records"``,
+    every score kept for the first ``full`` sentences (:func:`seq2seq.translator.explorer_records`)."""
     attention = explore and translator.model.has_attention
     start = time.perf_counter()
     nbest = translator.nbest(src, settings.beam, settings.length_penalty, return_attention=attention, batch_size=128)
     seconds = time.perf_counter() - start
     hyps = [translator.text(h[0]) if h else "" for h in nbest]
     rng = np.random.default_rng(settings.seed)
-    records = explorer_records(translator, src, [h[0] if h else None for h in nbest], refs) if explore else None
+    best = [h[0] if h else None for h in nbest]
+    records = explorer_records(translator, src, best, refs, full) if explore else None
     return {
         **({"records": records} if explore else {}),
         **corpus_scores(hyps, refs),
@@ -177,54 +155,6 @@ def heatmaps(
 
 
 # -- the run ---------------------------------------------------------------------------------
-
-
-def load_test_splits(data: DataConfig) -> dict[str, tuple[list[str], list[str]]]:
-    """``{split: (sources, references)}`` for each of ``data.test`` that can be loaded.
-
-    A split is skipped (with a warning) only when the corpus comes from the hub and the hub copy
-    lacks it; any other failure is an error.
-    """
-    if not data.test:
-        raise DataError(f"data.test lists no test split for corpus {data.name}; nothing to evaluate")
-    splits = {}
-    for split in data.test:
-        try:
-            ds = load_split(data, split)
-        except DataError as error:
-            if corpus_root(data) is None and data.hub is not None and split not in data.hub.splits:
-                log.warning("skipping test split %s: %s", split, error)
-                continue
-            raise
-        splits[split] = (list(ds["src"]), list(ds["tgt"]))
-    if not splits:
-        raise DataError(f"none of the test splits {data.test} of {data.name} could be loaded")
-    return splits
-
-
-CONCAT_MARK = "+k"  # test_2016_flickr+k3: inputs of 3 consecutive sentences
-
-
-def with_concatenations(
-    splits: dict[str, tuple[list[str], list[str]]], concat: int
-) -> dict[str, tuple[list[str], list[str]]]:
-    """``splits`` and, for ``concat`` > 1, each split's joins of k = 2 ... ``concat`` consecutive sentences."""
-    out = dict(splits)
-    for split, (src, refs) in splits.items():
-        for k in range(2, min(concat, len(src)) + 1):
-            out[f"{split}{CONCAT_MARK}{k}"] = join_consecutive(src, refs, k)
-    return out
-
-
-def alignment_entry(translator: Translator, data: DataConfig) -> dict[str, Any] | None:
-    """AER against ``<root>/alignments-<src>-<tgt>/`` when the model attends and that folder exists."""
-    root = corpus_root(data)
-    folder = None if root is None else root / f"alignments-{data.src}-{data.tgt}"
-    if folder is None or not folder.is_dir() or not translator.model.has_attention:
-        return None
-    src, tgt, gold = read_gold(folder, data.src, data.tgt)
-    result = alignment_error_rate(translator.model, translator.vocab, src, tgt, gold)
-    return {**result, "diagonal": diagonal_error_rate(src, tgt, gold)}
 
 
 def evaluate_run(
@@ -296,7 +226,7 @@ def _evaluate(
     for split, (src, refs) in splits.items():
         natural = CONCAT_MARK not in split
         explore = settings.explorer and (natural or split.startswith(first + CONCAT_MARK))  # keeps the page small
-        result = evaluate_split(translator, src, refs, settings, explore)
+        result = evaluate_split(translator, src, refs, settings, explore, FULL_SCORES if natural else 0)
         if explore:
             records += result.pop("records")
             sentences += [{"split": split, "src": s, "ref": r} for s, r in zip(src, refs)]
@@ -324,13 +254,18 @@ def _evaluate(
     fig.savefig(out / "length.png", dpi=100)
     tracker.figure("test/length", fig, step)  # closes it
     if settings.explorer:
-        name = model_name(translator)
         summary = {s: _summary(r) for s, r in report["splits"].items() if CONCAT_MARK not in s}
         history, note = run_history(translator, run_dir)
-        view = ModelView(name, records, summary, translator.attention_info)
-        data = page_data(f"{name}, {settings.mode}, step {step}", sentences, [view], (), history, note)
-        write_page(out / "explorer.html", data)
+        view = ModelView(translator.name, records, summary, translator.attention_info)
+        title = f"{translator.name}, {settings.mode}, step {step}"
+        write_page(out / "explorer.html", page_data(title, sentences, [view], (), history, note, SCORES_NOTE))
     return report
+
+
+SCORES_NOTE = (
+    f"This page keeps every score of the first {FULL_SCORES} sentences of each test split; "
+    "the other sentences keep the scores of weights of 2 % and more."
+)
 
 
 def run_history(translator: Translator, run_dir: Path | None) -> tuple[dict[str, Any] | None, str | None]:
@@ -340,16 +275,6 @@ def run_history(translator: Translator, run_dir: Path | None) -> tuple[dict[str,
     if run_dir is None:
         return None, None
     return page_history(run_dir)
-
-
-def model_name(translator: Translator) -> str:
-    """``bahdanau (concat)``, ``luong (general, input feeding)``, ``bahdanau (concat, 4 heads)``, ``none``."""
-    a = translator.config.attention
-    if a.type == "none":
-        return "none"
-    extra = ", input feeding" if a.type == "luong" and a.input_feeding else ""
-    heads = f", {a.heads} heads" if a.heads > 1 else ""
-    return f"{a.type} ({a.score}{extra}{heads})"
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -376,54 +301,7 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path, mode: str = "greed
     return write_page(out, data)
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown: a summary table, one bucket table per split, the signatures."""
-    lines = [f"# Evaluation of `{report['checkpoint']}` ({report['mode']}, step {report['step']})", ""]
-    lines += ["| split | sentences | BLEU | chrF | sentences/s |", "|---|---:|---:|---:|---:|"]
-    for split, r in report["splits"].items():
-        lines.append(
-            f"| {split} | {r['n_sentences']} | {r['bleu']:.2f} | {r['chrf']:.2f} | {r['decode']['sent_per_s']:.1f} |"
-        )
-    for split, r in report["splits"].items():
-        lines += ["", f"## {split}: BLEU by source length (words)", ""]
-        lines += ["| source words | inputs | BLEU | 95% CI | output / reference length |", "|---|---:|---:|---|---:|"]
-        for b in r["buckets"]:
-            bleu = "-" if b["bleu"] is None else f"{b['bleu']:.2f}"
-            ci = "-" if b["ci95"] is None else f"{b['ci95'][0]:.2f} – {b['ci95'][1]:.2f}"
-            ratio = "-" if b.get("length_ratio") is None else f"{b['length_ratio']:.2f}"
-            lines.append(f"| {b['range']} | {b['n']} | {bleu} | {ci} | {ratio} |")
-        lines += ["", f"- BLEU signature: `{r['bleu_signature']}`", f"- chrF signature: `{r['chrf_signature']}`"]
-    if "alignment" in report:
-        a = report["alignment"]
-        lines += ["", "## Attention as alignment (gold links)", "", "| AER | precision | recall | sentences |"]
-        mean = f" (mean of {len(a['heads'])} heads)" if "heads" in a else ""
-        lines += [
-            "|---:|---:|---:|---:|",
-            f"| {a['aer']:.3f} | {a['precision']:.3f} | {a['recall']:.3f} | {a['n_sentences']}{mean} |",
-        ]
-        for h, x in enumerate(a.get("heads", [])):
-            best = ", the best head" if a.get("best_head") == h + 1 else ""
-            lines.append(f"| {x['aer']:.3f} | {x['precision']:.3f} | {x['recall']:.3f} | head {h + 1}{best} |")
-        if "diagonal" in a:
-            d = a["diagonal"]
-            lines += [
-                f"| {d['aer']:.3f} | {d['precision']:.3f} | {d['recall']:.3f} | diagonal baseline (no model) |",
-                "",
-                "The diagonal baseline links each target word to the source word at the same relative position;",
-                "attention that does not beat it is not acting as a word aligner on this set.",
-            ]
-    return "\n".join(lines) + "\n"
-
-
 # -- the command -----------------------------------------------------------------------------
-
-
-def find_latest_run(root: str | Path = "outputs") -> Path:
-    """The directory under ``root`` (searched recursively) whose ``best.pt`` is newest."""
-    found = [p for p in Path(root).rglob("best.pt") if p.is_file()] if Path(root).is_dir() else []
-    if not found:
-        raise RunDirError(f"no run with a best.pt under {root}/; train one first or pass --run DIR")
-    return max(found, key=lambda p: p.stat().st_mtime).parent
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -505,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(markdown(report), end="")
+    out = run / "eval" / report["mode"]
+    print(f"\nwrote {out}/: report.md, report.json, length.png and the explorer page {out / 'explorer.html'}")
     return 0
 
 

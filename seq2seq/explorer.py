@@ -3,12 +3,14 @@
 A page holds one or more *models* (a run's evaluation, or several runs side by side) over the
 same *sentences*: the data as JSON and the script inline, no network, so it opens from disk in
 any browser. Per sentence and model it keeps the output, a sentence-level chrF (when there is a
-reference), the source and output subword pieces, and the attention rows. Where the model's steps
-were replayed (:mod:`seq2seq.lesson`: every evaluation and translation page) a row is stored as the
-softmax's input, the raw scores of its weights of 2 % and more and the softmax denominator
-(:func:`scored_rows`), and the page computes the weights from them, as the step panel shows the
-reader; otherwise (the training history, pages from before) as ``[[column, per mille], ...]``
-(:func:`sparse_rows`: 95 % of each row's mass at least). A 2,000-sentence page stays under 3 MB
+reference), the source and output subword pieces, and the attention rows
+(:mod:`seq2seq.attention_rows`). Where the model's steps were replayed (:mod:`seq2seq.lesson`:
+every evaluation and translation page, and training histories since they keep scores) a row is
+stored as the softmax's input, and the page computes the weights from it, as the step panel shows
+the reader: with every score for the sentences a learner opens (an evaluation page's first
+:data:`FULL_SCORES` sentences of each split, the training history's, every sentence of a
+translation page), the scores of weights of 2 % and more for the rest. Otherwise (pages and
+histories from before) a row is its weights in per mille. A 2,000-sentence page stays under 3 MB
 per model. The page merges pieces into words in the browser (sum over a source word's pieces,
 mean over an output word's rows: the AER view of :mod:`seq2seq.alignment`).
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,13 +35,16 @@ from typing import Any
 import torch
 from sacrebleu.metrics import CHRF
 
+from seq2seq.attention_rows import scored_rows, sparse_rows, step_fields, weights_of
 from seq2seq.errors import Seq2SeqError
 from seq2seq.history import page_history
 from seq2seq.lesson import FORMULAS, HEAD_FORMULAS, HEAD_VALUES, QUERIES, Steps
 from seq2seq.metrics import attention_statistics
+from seq2seq.runs import find_latest_run, run_attention
 
-MIN_PER_MILLE = 2  # beyond 95 % of a row's mass, weights under 2 per mille are left out
-MIN_SCORED_PER_MILLE = 20  # the step panel keeps the raw scores of the weights of 2 % and more (and each row's largest)
+__all__ = ["Record", "ModelView", "page_data", "record", "run_page", "scored_rows", "sparse_rows", "weights_of"]
+
+FULL_SCORES = 10  # an evaluation page keeps every score of the first 10 sentences of each test split
 
 
 @dataclass
@@ -56,7 +60,7 @@ class Record:
     diagonal: float | None = None  # mean |argmax position - diagonal|, relative positions
     # the step panel (seq2seq.lesson.Steps), where the model attends:
     # (then instead of ``attention``: the weights follow from the scores, :func:`scored_rows`)
-    scored: list[list[int]] | None = None  # per row: [j, (m - s_j) in thousandths, ...] for weights of 2 % and more
+    scored: list[list[int]] | None = None  # per row: [j, (m - s_j) in thousandths, ...]: every j, or weights >= 2 %
     top_score: list[float] | None = None  # per row: m, the largest raw score
     normaliser: list[float] | None = None  # per row: Z = sum_j exp(s_j - m) over every real source position
     context_norm: list[float] | None = None  # per row: ‖c_t‖
@@ -83,6 +87,11 @@ class Record:
                 out[key] = round(value, 3) if isinstance(value, float) else value
         return out
 
+    def set_scores(self, fields: dict[str, Any]) -> None:
+        """The step panel's fields in the page's keys (:func:`seq2seq.attention_rows.step_fields`)."""
+        self.scored, self.top_score, self.normaliser = fields["sa"], fields["m"], fields["z"]
+        self.context_norm, self.value_norm = fields["cn"], fields["vn"]
+
 
 @dataclass
 class ModelView:
@@ -108,31 +117,6 @@ def attention_info(wiring: str, score: str, key_size: int, heads: int = 1) -> di
     return info
 
 
-def sparse_rows(weights) -> list[list[list[int]]]:
-    """Attention ``(T, S)`` (a tensor or nested lists) -> per row ``[[column, per mille], ...]``.
-
-    A row keeps its largest weights until they hold 95 % of its mass, and every other weight of
-    at least 2 per mille; the kept weights are rounded to whole per mille by largest remainder, so
-    they sum to the kept mass (a flat row over a long source is not inflated by rounding).
-    """
-    rows = weights.tolist() if hasattr(weights, "tolist") else weights
-    out = []
-    for row in rows:
-        keep, mass = [], 0.0
-        for j in sorted(range(len(row)), key=row.__getitem__, reverse=True):
-            if mass >= 0.95 and row[j] < MIN_PER_MILLE / 1000:
-                break
-            keep.append(j)
-            mass += row[j]
-        scaled = [1000 * row[j] for j in keep]
-        floors = [math.floor(x) for x in scaled]
-        extra = round(sum(scaled)) - sum(floors)
-        for k in sorted(range(len(keep)), key=lambda k: scaled[k] - floors[k], reverse=True)[:extra]:
-            floors[k] += 1
-        out.append(sorted([j, v] for j, v in zip(keep, floors) if v > 0))
-    return out
-
-
 def row_statistics(weights) -> tuple[float, float]:
     """Mean entropy (nats) and mean distance from the diagonal of one attention matrix ``(T, S)``.
 
@@ -153,25 +137,24 @@ def record(
     attention=None,
     ref: str | None = None,
     steps: Steps | None = None,
+    full: bool = False,
 ) -> Record:
     """A :class:`Record` with its sentence chrF (if ``ref``) and attention statistics (if ``attention``).
 
     With ``steps`` (:func:`seq2seq.lesson.attention_steps`) the record stores the raw scores instead of
-    the weights, and the weights follow from them as the softmax does (:func:`scored_rows`).
+    the weights, and the weights follow from them as the softmax does (:func:`scored_rows`): every
+    score with ``full``, else those of weights of 2 % and more.
     """
     rec = Record(hyp, src_pieces, out_pieces)
     if ref is not None:
         rec.chrf = CHRF().sentence_score(hyp, [ref]).score
-    if steps is not None and len(steps.scores) and steps.heads:
-        rec.attention = sparse_rows(steps.weights)  # the mean over heads: no one softmax gives it
-        rec.entropy, rec.diagonal = row_statistics(steps.weights)
-        rec.heads = [_head(head) for head in steps.heads]
-        return rec
     if steps is not None and len(steps.scores):
         rec.entropy, rec.diagonal = row_statistics(steps.weights)
-        rec.scored, rec.top_score, rec.normaliser = scored_rows(steps.scores, steps.weights)
-        rec.context_norm = [round(x, 1) for x in steps.context_norm.tolist()]
-        rec.value_norm = [round(x, 1) for x in steps.value_norm.tolist()]
+        if steps.heads:
+            rec.attention = sparse_rows(steps.weights)  # the mean over heads: no one softmax gives it
+            rec.heads = [_head(step_fields(head, full), head.weights) for head in steps.heads]
+        else:
+            rec.set_scores(step_fields(steps, full))
         return rec
     if attention is not None:
         rec.attention = sparse_rows(attention)
@@ -179,51 +162,15 @@ def record(
     return rec
 
 
-def _head(steps: Steps) -> dict[str, Any]:
-    """One head of a multi-head record, in the step panel's storage (:func:`scored_rows`)."""
-    sa, m, z = scored_rows(steps.scores, steps.weights)
-    entropy, diagonal = row_statistics(steps.weights)
-    return {
-        "sa": sa,
-        "m": m,
-        "z": z,
-        "cn": [round(x, 1) for x in steps.context_norm.tolist()],
-        "vn": [round(x, 1) for x in steps.value_norm.tolist()],
-        "ent": round(entropy, 3),
-        "diag": round(diagonal, 3),
-    }
+def _head(fields: dict[str, Any], weights) -> dict[str, Any]:
+    """One head of a multi-head record: its step-panel fields and its own entropy and diagonal distance."""
+    entropy, diagonal = row_statistics(weights)
+    return {**fields, "ent": round(entropy, 3), "diag": round(diagonal, 3)}
 
 
-def scored_rows(scores: torch.Tensor, weights: torch.Tensor) -> tuple[list[list[int]], list[float], list[float]]:
-    """The step panel's storage of attention ``(T, S)``: what the softmax starts from, not what it gives.
-
-    Per row ``t``: ``m_t``, the largest raw score (3 decimals); ``Z_t = sum_j exp(s_j - m_t)`` over every
-    source position (4 decimals); and, for each position whose weight is at least 2 %
-    (:data:`MIN_SCORED_PER_MILLE`) and for the largest, the column ``j`` and ``d_j = m_t - s_j`` in
-    thousandths, flat: ``[j, d_j, j', d_j', ...]``. The page shows ``s_j = m_t - d_j / 1000`` and
-    computes each weight as the lesson does, ``w_j = exp(s_j - m_t) / Z_t`` (the heatmap's too):
-    within 1e-3 of the model's. Weights under 2 % are not kept (the panel names those positions).
-    """
-    top = scores.max(-1, keepdim=True).values  # (T, 1)
-    normaliser = (scores - top).exp().sum(-1)  # (T,)
-    rows = []
-    for s, w, m in zip(scores.tolist(), weights.tolist(), top[:, 0].tolist()):
-        best = max(range(len(w)), key=w.__getitem__)
-        keep = [j for j in range(len(w)) if w[j] * 1000 >= MIN_SCORED_PER_MILLE or j == best]
-        rows.append([x for j in keep for x in (j, round((m - s[j]) * 1000))])
-    return rows, [round(x, 3) for x in top[:, 0].tolist()], [round(x, 4) for x in normaliser.tolist()]
-
-
-def weights_of(out: dict[str, Any]) -> list[dict[int, float]] | None:
-    """A page record's attention rows as ``{column: weight}``, from its scores or its per-mille weights."""
-    if "sa" in out:
-        return [
-            {row[k]: math.exp(-row[k + 1] / 1000) / z for k in range(0, len(row), 2)}
-            for row, z in zip(out["sa"], out["z"])
-        ]
-    if "att" in out:
-        return [{j: p / 1000 for j, p in row} for row in out["att"]]
-    return None
+def _dense(fields: dict[str, Any], S: int) -> list[list[float]]:
+    """A stored record's weights ``(T, S)`` as plain rows (:func:`weights_of`)."""
+    return [[row.get(j, 0.0) for j in range(S)] for row in weights_of(fields, S)]
 
 
 def page_data(
@@ -233,12 +180,14 @@ def page_data(
     notes: Sequence[str] = (),
     history: dict[str, Any] | None = None,
     history_note: str | None = None,
+    scores_note: str | None = None,
 ) -> dict[str, Any]:
     """The page's JSON: ``sentences`` are ``{"split", "src", "ref"?}``; each model has a record per sentence.
 
     ``history`` (:func:`seq2seq.history.page_history`): the attention of the fixed validation
     sentences at every validation of the run, for the page's training-step slider; ``history_note``:
-    one line the page shows there (why there is no history, or what was skipped).
+    one line the page shows there (why there is no history, or what was skipped); ``scores_note``:
+    which sentences keep every score, for the step panel of the compressed ones.
     """
     for model in models:
         if len(model.records) != len(sentences):
@@ -248,6 +197,7 @@ def page_data(
         "notes": list(notes),
         **({"history": history} if history is not None else {}),
         **({"history_note": history_note} if history_note else {}),
+        **({"scores_note": scores_note} if scores_note else {}),
         "models": [
             {"name": m.name, "summary": m.summary, **({"attention": m.attention} if m.attention else {})}
             for m in models
@@ -298,47 +248,53 @@ def merge_models(pages: Sequence[dict[str, Any]], names: Sequence[str], title: s
         sentences.append({**s, "out": [page["sentences"][i]["out"][0] for page in pages]})
     models = [{**page["models"][0], "name": name} for name, page in zip(names, pages)]
     notes = [note for page in pages for note in page.get("notes", [])]
-    return {"title": title, "notes": list(dict.fromkeys(notes)), "models": models, "sentences": sentences}
+    merged = {"title": title, "notes": list(dict.fromkeys(notes)), "models": models, "sentences": sentences}
+    return {**merged, **({"scores_note": first["scores_note"]} if "scores_note" in first else {})}
 
 
 def run_page(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """A run's page without evaluating it: the fixed validation sentences as the model wrote them at
-    its last validation, and the training-step slider over every validation (``python -m
-    seq2seq.explorer RUN``; ``make eval``'s page has the same slider beside the test sentences)."""
+    its last validation, with every score where the history keeps them, and the training-step slider
+    over every validation (``python -m seq2seq.explorer RUN``; ``make eval``'s page has the same
+    slider beside the test sentences)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise Seq2SeqError(f"{run_dir} is not a directory: give a run directory (outputs/<date>/<time>_<attention>)")
-    try:
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        wiring, score = config["attention"]["type"], config["attention"]["score"]
-        heads = int(config["attention"].get("heads", 1))
-        model = config["model"]
-        key_size = model["encoder_size"] * (2 if model["bidirectional"] else 1)
-    except (OSError, ValueError, KeyError, TypeError):
-        raise Seq2SeqError(f"{run_dir} has no readable config.json: is it a run directory of train.py?") from None
-    name = "none" if wiring == "none" else f"{wiring} ({score}{f', {heads} heads' if heads > 1 else ''})"
-    history, note = page_history(run_dir) if wiring != "none" else (None, NO_ATTENTION)
+    a = run_attention(run_dir)
+    history, note = page_history(run_dir, panel=True) if a.wiring != "none" else (None, NO_ATTENTION)
     sentences: list[dict[str, Any]] = []
     records: list[Record] = []
     if history is not None:
-        last = history["frames"][-1]
-        for s, frame in zip(history["sentences"], last):
+        panel = history.pop("panel")
+        for s, frame, fields in zip(history["sentences"], history["frames"][-1], panel):
             sentences.append({"split": "valid", "src": s["src"]})
-            by_head = [{"att": rows} for rows in frame["heads"]] if frame.get("heads") else None
-            records.append(Record(frame["hyp"], s["sp"], frame["op"], frame["att"], heads=by_head))
-    title = f"{run_dir.name}: {name}, attention over training"
-    data = page_data(
-        title,
-        sentences,
-        [ModelView(name, records, attention=attention_info(wiring, score, key_size, heads))],
-        (),
-        history,
-        note,
-    )
+            records.append(_history_record(s["sp"], frame, fields))
+    info = attention_info(a.wiring, a.score, a.key_size, a.heads)
+    if info is not None and not all(r.scored or (r.heads and "sa" in r.heads[0]) for r in records):
+        info["no_scores"] = NO_SCORES
+    title = f"{run_dir.name}: {a.name}, attention over training"
+    data = page_data(title, sentences, [ModelView(a.name, records, attention=info)], (), history, note)
     return write_page(out or run_dir / "explorer.html", data)
 
 
+def _history_record(sp: list[str], frame: dict[str, Any], fields: dict[str, Any]) -> Record:
+    """A sentence of the last validation as the page's record: its scores where the history keeps them."""
+    rec = Record(frame["hyp"], sp, frame["op"])
+    if "head_scores" in fields:
+        rec.attention = frame["att"]
+        rec.heads = [_head(head, _dense(head, len(sp))) for head in fields["head_scores"]]
+    elif "sa" in fields:
+        rec.set_scores(fields)
+        rec.entropy, rec.diagonal = row_statistics(_dense(fields, len(sp)))
+    else:  # a history from before it kept scores: the weights alone
+        rec.attention = frame["att"]
+        rec.heads = [{"att": rows} for rows in frame["heads"]] if frame.get("heads") else None
+    return rec
+
+
 NO_ATTENTION = "attention=none: this model has no attention to watch forming over training."
+NO_SCORES = (
+    "This run's training history keeps the weights of each validation but not the raw scores the panel "
+    "starts from (it was written before seq2seq stored them): make eval replays the model and shows them."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -346,16 +302,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m seq2seq.explorer",
         description="Write a run's explorer page from its training history, without evaluating it.",
     )
-    parser.add_argument(
-        "run", nargs="?", help="a run directory with config.json and attention_history.jsonl (default: the latest run)"
-    )
+    where = "a run directory with config.json and attention_history.jsonl (default: the newest under outputs/)"
+    parser.add_argument("run", nargs="?", help=where)
+    parser.add_argument("--run", dest="run_option", metavar="DIR", help="the same, as make eval takes it")
     parser.add_argument("--out", help="where to write the page (default RUN/explorer.html)")
     args = parser.parse_args(argv)
+    if args.run and args.run_option and args.run != args.run_option:
+        parser.error(f"two runs given ({args.run} and --run {args.run_option}): give one")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        from seq2seq.evaluate import find_latest_run  # evaluate imports this module
-
-        page = run_page(args.run or find_latest_run(), args.out)
+        page = run_page(args.run or args.run_option or find_latest_run(), args.out)
     except Seq2SeqError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

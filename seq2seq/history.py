@@ -8,7 +8,11 @@ explorer stores them (:func:`seq2seq.explorer.sparse_rows`)::
     {"step": 500, "sentences": [{"src": "...", "sp": [...], "hyp": "...", "op": [...], "att": [[[j, pm], ...], ...]}, ...]}
 
 With multi-head attention each sentence also has ``"heads"``: every head's rows in the same form
-(``"att"`` is then their mean).
+(``"att"`` is then their mean). Each sentence also keeps what the explorer's step panel shows, every
+score of every step (:func:`panel_fields`: the decoder replayed over its output, :mod:`seq2seq.lesson`):
+``"sa"``, ``"m"``, ``"z"``, ``"cn"``, ``"vn"`` as a page record has them, or with heads
+``"head_scores"``, one such dict per head. Histories written before hold the weights alone; the
+slider needs no more, and ``make explore``'s step panel says what it lacks.
 
 A line is written whole and flushed to disk before the checkpoint that follows it. When a run
 resumes, lines after the restored step (a validation that a kill cut off before its checkpoint,
@@ -25,7 +29,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from seq2seq.attention_rows import step_fields
+from seq2seq.lesson import Steps
+
 HISTORY_FILE = "attention_history.jsonl"
+SCORE_KEYS = ("sa", "m", "z", "cn", "vn", "head_scores")  # a sentence's step-panel fields (panel_fields)
 
 log = logging.getLogger("seq2seq")
 
@@ -37,6 +45,16 @@ def append(run_dir: str | Path, step: int, sentences: list[dict[str, Any]]) -> N
         f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def panel_fields(steps: Steps | None) -> dict[str, Any]:
+    """A history sentence's step-panel fields: every score of every step (full rows,
+    :func:`seq2seq.attention_rows.scored_rows`), per head where there are heads; none without ``steps``."""
+    if steps is None or not len(steps.scores):
+        return {}
+    if steps.heads:
+        return {"head_scores": [step_fields(head, full=True) for head in steps.heads]}
+    return step_fields(steps, full=True)
 
 
 def read(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -94,11 +112,13 @@ def keep_until(run_dir: str | Path, step: int) -> None:
     )
 
 
-def page_history(run_dir: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+def page_history(run_dir: str | Path, panel: bool = False) -> tuple[dict[str, Any] | None, str | None]:
     """The explorer's ``history`` (or None) and, where there is none or it is damaged, one line saying why.
 
     ``{"steps": [500, 1000, ...], "sentences": [{"src", "sp"}, ...], "frames": [[{"hyp", "op", "att"}, ...], ...]}``:
-    ``frames[k][i]`` is sentence ``i`` at validation ``k``.
+    ``frames[k][i]`` is sentence ``i`` at validation ``k`` (the weights: the slider draws heatmaps).
+    With ``panel``, also ``"panel"``: the last validation's step-panel fields per sentence
+    (:func:`panel_fields`; ``{}`` where the history holds none), for ``make explore``'s records.
     """
     entries, warnings = read(run_dir)
     for warning in warnings:
@@ -117,7 +137,11 @@ def page_history(run_dir: str | Path) -> tuple[dict[str, Any] | None, str | None
     if any(len(f) != len(sentences) for f in frames):  # n_heatmaps changed on resume: keep what every entry has
         n = min(len(f) for f in frames)
         frames, sentences = [f[:n] for f in frames], sentences[:n]
-    return {"steps": [e["step"] for e in entries], "sentences": sentences, "frames": frames}, note
+    history = {"steps": [e["step"] for e in entries], "sentences": sentences, "frames": frames}
+    if panel:
+        last = entries[-1]["sentences"][: len(sentences)]
+        history["panel"] = [{k: s[k] for k in SCORE_KEYS if k in s} for s in last]
+    return history, note
 
 
 def _frame(sentence: dict[str, Any]) -> dict[str, Any]:

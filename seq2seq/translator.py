@@ -102,15 +102,27 @@ class Translator:
         return [self.text(h[0]) if h else "" for h in self.nbest(sentences, beam, length_penalty)]
 
     @property
+    def name(self) -> str:
+        """``bahdanau (concat)``, ``luong (general, input feeding)``, ``bahdanau (concat, 4 heads)``, ``none``."""
+        a = self.config.attention
+        if a.type == "none":
+            return "none"
+        extra = ", input feeding" if a.type == "luong" and a.input_feeding else ""
+        heads = f", {a.heads} heads" if a.heads > 1 else ""
+        return f"{a.type} ({a.score}{extra}{heads})"
+
+    @property
     def attention_info(self) -> dict[str, str] | None:
         """The explorer's step-panel labels for this model (None for ``attention=none``)."""
         a = self.config.attention
         return attention_info(a.type, a.score, self.model.encoder.output_size, a.heads)
 
     def write_page(self, path: str | Path, sentences: Sequence[str], beam: int = 1) -> Path:
-        """Translate ``sentences`` and write their explorer page (playback, step panel, heatmaps) to ``path``."""
+        """Translate ``sentences`` and write their explorer page (playback, step panel, heatmaps) to ``path``:
+        every score of every step kept, so the step panel's softmax can be redone by hand."""
         hyps = self.nbest(sentences, beam, return_attention=True)
-        records = explorer_records(self, sentences, [h[0] if h else None for h in hyps], [None] * len(sentences))
+        best = [h[0] if h else None for h in hyps]
+        records = explorer_records(self, sentences, best, [None] * len(sentences), full=len(sentences))
         return write_page(path, translation_page(self, sentences, records))
 
     def text(self, hyp: Hypothesis) -> str:
@@ -129,10 +141,15 @@ class Translator:
 
 
 def explorer_records(
-    translator: Translator, sentences: Sequence[str], hyps: Sequence[Hypothesis | None], refs: Sequence[str | None]
+    translator: Translator,
+    sentences: Sequence[str],
+    hyps: Sequence[Hypothesis | None],
+    refs: Sequence[str | None],
+    full: int = 0,
 ) -> list[Record]:
     """The explorer's sentences: pieces, sentence chrF against the reference, and, where the model
-    attends, the attention of every step replayed with its scores (:func:`seq2seq.lesson.attention_steps`)."""
+    attends, the attention of every step replayed with its scores (:func:`seq2seq.lesson.attention_steps`):
+    every score for the first ``full`` sentences, those of weights of 2 % and more for the rest."""
     todo = [i for i, h in enumerate(hyps) if h is not None]
     steps: list[Steps | None] = [None] * len(sentences)
     if translator.model.has_attention and todo:
@@ -141,24 +158,23 @@ def explorer_records(
         for i, st in zip(todo, attention_steps(translator.model, src_ids, outputs)):
             steps[i] = st
     records = []
-    for sentence, hyp, ref, st in zip(sentences, hyps, refs, steps):
+    for i, (sentence, hyp, ref, st) in enumerate(zip(sentences, hyps, refs, steps)):
         if hyp is None:  # a blank (or skipped) line
             records.append(record("", [], [], None, ref))
             continue
         src_pieces, out_pieces = translator.labels(sentence, hyp)
-        records.append(record(translator.text(hyp), src_pieces, out_pieces, hyp.attention, ref, st))
+        records.append(record(translator.text(hyp), src_pieces, out_pieces, hyp.attention, ref, st, i < full))
     return records
 
 
 def translation_page(translator: Translator, sentences: Sequence[str], records: Sequence[Record]) -> dict[str, Any]:
     """The explorer page's data for translated ``sentences`` (no references): one model, its records."""
-    from seq2seq.evaluate import model_name  # evaluate imports this module
-
-    name = model_name(translator)
-    view = ModelView(name, list(records), attention=translator.attention_info)
-    return page_data(f"{name}: translations", [{"src": s} for s in sentences], [view])
+    view = ModelView(translator.name, list(records), attention=translator.attention_info)
+    return page_data(f"{translator.name}: translations", [{"src": s} for s in sentences], [view])
 
 
-def explorer_record(translator: Translator, sentence: str, hyp: Hypothesis | None, ref: str | None) -> Record:
-    """One sentence for the explorer (:func:`explorer_records` of one)."""
-    return explorer_records(translator, [sentence], [hyp], [ref])[0]
+def explorer_record(
+    translator: Translator, sentence: str, hyp: Hypothesis | None, ref: str | None, full: bool = True
+) -> Record:
+    """One sentence for the explorer (:func:`explorer_records` of one), every score kept unless not ``full``."""
+    return explorer_records(translator, [sentence], [hyp], [ref], full=int(full))[0]

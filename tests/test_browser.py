@@ -295,7 +295,9 @@ def test_a_multi_head_page_shows_the_mean_and_each_head_with_its_own_softmax(bro
     pick = pick_sentence(data)
     out = data["sentences"][pick]["out"][0]
     p = Opened(browser, page_path, f"#sentence={pick}")
-    assert p.page.is_visible("#head-pick")
+    assert p.page.is_visible("#head-pick") and p.page.locator("#player #head-pick").count() == 1  # by the playback
+    assert p.page.locator("#player > :first-child").get_attribute("id") == "head-pick"  # first, not after the legend
+    assert p.page.inner_text("#head-pick").startswith("heads:")
     assert p.page.locator("#head option").all_inner_texts() == ["mean of heads", "head 1", "head 2"]
     view = '#views .view[data-model="0"]'
     # the default view: the mean over heads, as the page stores it; no one softmax to show
@@ -318,10 +320,123 @@ def test_a_multi_head_page_shows_the_mean_and_each_head_with_its_own_softmax(bro
         for k in range(rows.count()):
             score, weight = (float(rows.nth(k).locator(f"td.{c}").inner_text()) for c in ("score", "weight"))
             assert abs(math.exp(score - m) / Z - weight) <= 1e-3  # this head's softmax, from the screen
-    # the training slider follows the picker: head 2's rows of the last validation
+    # the training slider follows the picker, and says which head it shows: head 2's rows of the last validation
+    assert p.page.inner_text("#train-head").startswith("Showing head 2 of 2")
     frame = data["history"]["frames"][-1][0]
     cells = heat_cells(p, "#train-frame")
     S = len(data["history"]["sentences"][0]["sp"])
     want = [dense_row(row, S) for row in frame["heads"][1]]
     assert len(cells) == len(want) * S and all(abs(w - want[r][c]) <= 1e-3 for (r, c), w in cells.items())
+    p.clean()
+
+
+# -- the step panel's arithmetic, checked from the screen --------------------------------------
+
+
+def panel_numbers(panel):
+    """What a reader sees in the step panel: m, Z, and per stored row (column, score, weight)."""
+    text = panel.inner_text()
+    rows = panel.locator("table.steps tr[data-col]:not(.omitted)")
+    cells = rows.evaluate_all(
+        "ns => ns.map(n => [+n.dataset.col, n.querySelector('td.score').textContent,"
+        " n.querySelector('td.weight').textContent])"
+    )
+    return text, [(j, float(s), float(w)) for j, s, w in cells]
+
+
+def assert_no_contradicted_inequality(text):
+    """Every "a ≤ b" the panel prints holds for the numbers it prints."""
+    import re
+
+    found = re.findall(r"‖c‖ = ([0-9.]+)\s+≤\s+Σ_i w_i·‖v_i‖ = ([0-9.]+)", text)
+    assert len(found) == text.count("≤"), text  # no other inequality is printed
+    assert all(float(a) <= float(b) for a, b in found), found
+
+
+def test_a_fully_stored_sentence_lets_the_reader_redo_the_softmax(browser, page_path):
+    data = read_page_data(page_path)
+    p = Opened(browser, page_path, "#sentence=0")
+    for pick in (0, 1, 2):
+        if pick:
+            p.page.click(f'#sentences tr.row[data-index="{pick}"]')
+        out = data["sentences"][pick]["out"][0]
+        S = len(out["sp"])
+        for t in range(len(out["op"])):
+            if t:
+                p.page.click("#forward")
+            text, rows = panel_numbers(p.view().locator("details.panel"))
+            assert "Every score of this step is stored" in text and len(rows) == S  # one row per source position
+            assert p.view().locator("details.panel tr.omitted").count() == 0
+            top = max(s for _, s, _ in rows)
+            total = sum(math.exp(s - top) for _, s, _ in rows)
+            for _, s, w in rows:  # softmax of the shown scores = the shown weights, to the 3 digits shown
+                assert abs(math.exp(s - top) / total - w) <= 0.0005 + 1e-9, (pick, t, s, w)
+            assert_no_contradicted_inequality(text)
+    p.clean()
+
+
+def test_a_compressed_sentence_says_so_and_prints_no_inequality_it_cannot_show(browser, page_path):
+    data = read_page_data(page_path)
+    assert "first 10 sentences of each test split" in data["scores_note"]
+    splits = [s["split"] for s in data["sentences"]]
+    full = [i for i, s in enumerate(data["sentences"]) if i - splits.index(s["split"]) < 10]
+    assert all(
+        len(row) // 2 == len(data["sentences"][i]["out"][0]["sp"])
+        for i in full
+        for row in data["sentences"][i]["out"][0]["sa"]
+    )
+    compressed = next(  # a later sentence with a step whose small weights were left out
+        (i, t)
+        for i, s in enumerate(data["sentences"])
+        if i not in full
+        for t, row in enumerate(s["out"][0]["sa"])
+        if len(row) // 2 < len(s["out"][0]["sp"])
+    )
+    i, t = compressed
+    p = Opened(browser, page_path, f"#sentence={i}&step={t + 1}")
+    text, rows = panel_numbers(p.view().locator("details.panel"))
+    assert "Compressed: only the scores of weights of 2 % and more are stored" in text
+    assert data["scores_note"] in text and "Scores not stored for the" in text
+    assert len(rows) == len(data["sentences"][i]["out"][0]["sa"][t]) // 2
+    assert_no_contradicted_inequality(text)
+    assert "≤" not in text  # the sum over every position is not on screen: no inequality about it
+    p.clean()
+
+
+def test_the_length_chart_marks_each_lines_style_and_every_buckets_count(browser, page_path):
+    data = read_page_data(page_path)
+    summary = data["models"][0]["summary"]
+    p = Opened(browser, page_path)
+    key = p.page.locator("table.length-key tr.series")
+    assert key.count() == len(summary) == 2
+    styles = [key.nth(k).locator("td.swatch").get_attribute("data-style") for k in range(2)]
+    assert styles == ["solid", "dashed"] and all(s in key.nth(k).inner_text() for k, s in enumerate(styles))
+    dashes = p.page.locator("table.length-key td.swatch line").evaluate_all(
+        "ns => ns.map(n => n.getAttribute('stroke-dasharray'))"
+    )
+    lines = p.page.locator(".length-chart svg polyline").evaluate_all(
+        "ns => ns.map(n => n.getAttribute('stroke-dasharray'))"
+    )
+    assert dashes == lines and len(set(dashes)) == 2  # the legend draws each line as the chart does
+    for k, split in enumerate(summary):
+        counts = key.nth(k).locator("td.num").all_inner_texts()
+        assert counts == [str(b["n"]) for b in summary[split]["buckets"]]  # every bucket's count, on screen
+    few = sum(1 for r in summary.values() for b in r["buckets"] if b["bleu"] is not None and b["n"] < 20)
+    assert few > 0 and p.page.locator(".length-chart svg circle.few").count() == few
+    assert p.page.locator(".length-chart svg text.few-n").count() == few  # "n=2" beside a faded point
+    assert "fewer than 20 sentences" in p.page.inner_text("table.length-key")
+    p.clean()
+
+
+def test_the_run_page_of_make_explore_holds_every_score_of_its_sentences(browser, run, tmp_path):
+    from seq2seq.explorer import run_page
+
+    path = run_page(run, tmp_path / "run.html")
+    data = read_page_data(path)
+    out = data["sentences"][0]["out"][0]
+    assert all(len(row) // 2 == len(out["sp"]) for row in out["sa"])
+    p = Opened(browser, path, "#sentence=0")
+    text, rows = panel_numbers(p.view().locator("details.panel"))
+    assert "Every score of this step is stored" in text and "holds no scores" not in text
+    assert len(rows) == len(out["sp"])
     p.clean()

@@ -20,7 +20,8 @@ from seq2seq.alignment import (
     merge_attention,
     parse_talp,
 )
-from seq2seq.evaluate import evaluate_run, find_latest_run, length_buckets, main
+from seq2seq.evaluate import evaluate_run, length_buckets, main
+from seq2seq.runs import find_latest_run
 
 SPLITS = ("test_2016_flickr", "test_2017_flickr")
 RANGES = ["1-10", "11-20", "21-30", "31-40", "41-50", "51+"]
@@ -69,11 +70,12 @@ class StubModel(nn.Module):
     """Returns a hand-written attention ``(1, T, S)`` whatever it reads."""
 
     has_attention = True
+    heads = 1  # one head: what the code reads (Seq2Seq.heads)
 
     def __init__(self, attention):
         super().__init__()
         self.attention = attention
-        self.decoder = SimpleNamespace(attention=SimpleNamespace(heads=1))  # one head: what the code reads
+        self.decoder = SimpleNamespace(attention=SimpleNamespace(heads=1))
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, src, src_lens, tgt_in):

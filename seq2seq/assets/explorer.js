@@ -37,49 +37,73 @@ function drawSummary() {
   box.appendChild(lengthChart(splits));
 }
 
+const FEW = 20;  // a bucket of fewer sentences is drawn faded, its count beside it: its BLEU swings widely
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+const DASHES = ["", "6 4", "1 3", "6 2 1 2"];
+const DASH_NAMES = ["solid", "dashed", "dotted", "dash-dot"];
+
 function lengthChart(splits) {
-  // BLEU by source-length bucket: one polyline per model and split (an inline SVG, no library)
-  const series = [];
+  // BLEU by source-length bucket: one polyline per model (colour) and split (line style), an inline SVG
+  const series = [], seen = {};
   DATA.models.forEach((m, mi) => splits.forEach((s) => {
     const r = m.summary[s];
-    if (r && r.buckets) series.push({ label: m.name + " · " + s, buckets: r.buckets, colour: mi });
+    if (!r || !r.buckets) return;
+    const k = (seen[mi] = (seen[mi] || 0) + 1) - 1;
+    series.push({ label: m.name + " · " + s, buckets: r.buckets, colour: PALETTE[mi % 6], dash: k % 4 });
   }));
-  const wrap = el("div");
+  const wrap = el("div", { class: "length-chart" });
   if (!series.length) return wrap;
   const labels = series[0].buckets.map((b) => b.range);
-  const W = 80 + 60 * labels.length, H = 200, top = 10, left = 40, bottom = 30;
+  const W = 80 + 60 * labels.length, H = 200, top = 14, left = 40, bottom = 30;
   const max = Math.max(10, ...series.flatMap((s) => s.buckets.map((b) => b.bleu || 0)));
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", "BLEU by source length");
   const x = (i) => left + 30 + i * 60, y = (v) => top + (H - top - bottom) * (1 - v / max);
-  const add = (tag, attrs, text) => {
-    const n = document.createElementNS("http://www.w3.org/2000/svg", tag);
-    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
-    if (text !== undefined) n.textContent = text;
-    svg.appendChild(n); return n;
-  };
-  add("line", { x1: left, y1: y(0), x2: W - 10, y2: y(0), stroke: "#999" });
-  for (let v = 0; v <= max; v += 10) add("text", { x: 4, y: y(v) + 4, "font-size": 10 }, String(v));
-  labels.forEach((l, i) => add("text", { x: x(i) - 14, y: H - 10, "font-size": 10 }, l));
-  const palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
-  const dashes = ["", "4 3", "1 3", "6 2 1 2"];
-  const seen = {};
+  svgNode(svg, "line", { x1: left, y1: y(0), x2: W - 10, y2: y(0), stroke: "#999" });
+  for (let v = 0; v <= max; v += 10) svgNode(svg, "text", { x: 4, y: y(v) + 4, "font-size": 10 }, String(v));
+  labels.forEach((l, i) => svgNode(svg, "text", { x: x(i) - 14, y: H - 10, "font-size": 10 }, l));
   series.forEach((s) => {
-    const k = (seen[s.colour] = (seen[s.colour] || 0) + 1) - 1;
     const pts = s.buckets.map((b, i) => (b.bleu === null || b.bleu === undefined ? null : [x(i), y(b.bleu), b])).filter(Boolean);
-    add("polyline", { points: pts.map((p) => p[0] + "," + p[1]).join(" "), fill: "none",
-      stroke: palette[s.colour % 6], "stroke-dasharray": dashes[k % 4], "stroke-width": 2 });
-    pts.forEach((p) => add("circle", { cx: p[0], cy: p[1], r: 3, fill: palette[s.colour % 6] })
-      .appendChild(document.createElementNS("http://www.w3.org/2000/svg", "title")).textContent =
-      s.label + ", " + p[2].range + " words: BLEU " + fmt(p[2].bleu) + " (" + p[2].n + " sentences)");
+    svgNode(svg, "polyline", { points: pts.map((p) => p[0] + "," + p[1]).join(" "), fill: "none",
+      stroke: s.colour, "stroke-dasharray": DASHES[s.dash], "stroke-width": 2, "data-style": DASH_NAMES[s.dash] });
+    pts.forEach(([px, py, b]) => {
+      const few = b.n < FEW;
+      const dot = svgNode(svg, "circle", { cx: px, cy: py, r: few ? 4 : 3, fill: few ? "#fff" : s.colour, stroke: s.colour,
+        "stroke-width": 1.5, opacity: few ? 0.5 : 1, class: few ? "few" : "", "data-n": b.n });
+      const ci = b.ci95 ? ", 95 % interval " + fmt(b.ci95[0]) + "–" + fmt(b.ci95[1]) : "";
+      svgNode(dot, "title", {}, s.label + ", " + b.range + " words: BLEU " + fmt(b.bleu) + " (" + b.n + " sentences" + ci + ")");
+      if (few) svgNode(svg, "text", { x: px + 6, y: py - 5 - 10 * s.dash, "font-size": 9, fill: s.colour, class: "few-n" }, "n=" + b.n);
+    });
   });
-  wrap.appendChild(el("h2", {}, "BLEU by source length (hover a point for its value)"));
+  wrap.appendChild(el("h2", {}, "BLEU by source length"));
   wrap.appendChild(svg);
-  const key = el("div", { class: "legend" });
-  series.forEach((s) => key.appendChild(el("span", { style: "color:" + palette[s.colour % 6] + ";margin-right:1em" }, "— " + s.label)));
-  wrap.appendChild(key);
+  wrap.appendChild(lengthKey(series, labels));
   return wrap;
+}
+
+function lengthKey(series, labels) {
+  // the legend: each line's colour and style drawn, and every bucket's sentence count
+  const table = el("table", { class: "legend length-key" });
+  const head = el("tr");
+  head.appendChild(el("th", {}, "line"));
+  head.appendChild(el("th", {}, "sentences per bucket (source words):"));
+  labels.forEach((l) => head.appendChild(el("th", { class: "num" }, l)));
+  table.appendChild(head);
+  series.forEach((s) => {
+    const tr = el("tr", { class: "series" });
+    const swatch = document.createElementNS(SVG, "svg");
+    swatch.setAttribute("width", 36); swatch.setAttribute("height", 10);
+    svgNode(swatch, "line", { x1: 0, y1: 5, x2: 36, y2: 5, stroke: s.colour, "stroke-width": 2, "stroke-dasharray": DASHES[s.dash] });
+    const key = el("td", { class: "swatch", "data-style": DASH_NAMES[s.dash] });
+    key.append(swatch, " " + DASH_NAMES[s.dash]);
+    tr.append(key, el("td", {}, s.label));
+    s.buckets.forEach((b) => tr.appendChild(el("td", { class: "num" + (b.n === 0 ? " none" : b.n < FEW ? " few" : ""), "data-n": b.n }, String(b.n))));
+    table.appendChild(tr);
+  });
+  const note = el("caption", {}, "Hover a point for its BLEU and 95 % interval. Hollow, faded points: buckets of fewer than " + FEW + " sentences, whose BLEU swings widely.");
+  table.prepend(note);
+  return table;
 }
 
 function score(s, m) { const o = s.out[m]; return o.chrf; }
@@ -156,12 +180,24 @@ function drawTable() {
   $("count").textContent = shown + " of " + DATA.sentences.length + " sentences";
 }
 
+function isFull(row, o) { return row.length / 2 === o.sp.length; }
+
+function zOf(o, t) {
+  // a full row (every score stored): Z summed over the stored scores, so the softmax of the scores as
+  // shown is the weights as shown; a compressed row: the stored Z, which also counts the scores left out
+  const row = o.sa[t];
+  if (!isFull(row, o)) return o.z[t];
+  let Z = 0;
+  for (let k = 1; k < row.length; k += 2) Z += Math.exp(-row[k] / 1000);
+  return Z;
+}
+
 function rowsOf(o) {
-  // attention rows as [[column, weight], ...]: from the raw scores (seq2seq.explorer.scored_rows:
+  // attention rows as [[column, weight], ...]: from the raw scores (seq2seq.attention_rows.scored_rows:
   // w_j = exp(s_j - m) / Z, s_j = m - d_j / 1000), or from per-mille weights; null without attention
   if (o.sa) return o.sa.map((row, t) => {
-    const out = [];
-    for (let k = 0; k < row.length; k += 2) out.push([row[k], Math.exp(-row[k + 1] / 1000) / o.z[t]]);
+    const out = [], Z = zOf(o, t);
+    for (let k = 0; k < row.length; k += 2) out.push([row[k], Math.exp(-row[k + 1] / 1000) / Z]);
     return out;
   });
   if (o.att) return o.att.map((row) => row.map(([j, p]) => [j, p / 1000]));
@@ -358,65 +394,81 @@ function panel(model, o, mx) {
   box.appendChild(body);
   const show = (t) => {
     const r = mx.pieceOf[t];  // the piece row behind displayed row t
-    const a = model.attention;
     title.textContent = "Inside step " + (r + 1) + ": output " + JSON.stringify(o.op[r].replace(/\u2581/g, " ").trim() || o.op[r]) + " — query, scores, softmax, context";
-    const lines = [];
-    if (a && o.heads && o.head === undefined) {
-      body.replaceChildren(el("div", { class: "muted" }, "The mean over the " + o.heads.length + " heads (what decoding reads) is no single softmax: choose a head above to see its query, scores and softmax."));
-      return;
-    }
-    if (!a || !o.sa) {
-      body.replaceChildren(el("div", { class: "muted" }, a ? "This page holds no scores for this sentence (written before the step panel)." : "attention=none: no query, no scores — the decoder reads one fixed summary of the source."));
-      return;
-    }
-    const row = o.sa[r], m = o.m[r], Z = o.z[r];
-    const stored = new Map();  // column -> thousandths below the largest score
-    for (let k = 0; k < row.length; k += 2) stored.set(row[k], row[k + 1]);
-    lines.push(el("div", {}, "query q = " + a.query));
-    if (o.head !== undefined) {
-      lines.push(el("div", { class: "formula" }, "head " + (o.head + 1) + " of " + o.heads.length + ":   " + a.head_formula + (a.d ? ",   d = " + a.d : "")));
-      lines.push(el("div", { class: "muted" }, "(" + a.head_values + ")"));
-    } else lines.push(el("div", { class: "formula" }, a.formula + (a.d ? ",   d = " + a.d : "")));
-    lines.push(el("div", { class: "formula" }, "softmax: w_i = exp(s_i − m) / Z,   m = max_j s_j = " + num(m, 3) + ",   Z = Σ_j exp(s_j − m) over all " + o.sp.length + " positions = " + num(Z, 4)));
-    const table = el("table", { class: "steps" });
-    const head = el("tr");
-    ["i", "key (source piece)", "score s_i", "exp(s_i − m)", "weight w_i", "‖v_i‖", "w_i·‖v_i‖"].forEach((h, k) => head.appendChild(el("th", k === 1 ? { class: "key" } : {}, h)));
-    table.appendChild(head);
-    let share = 0, storedZ = 0, mass = 0, peak = -1;
-    const omitted = [];
-    o.sp.forEach((piece, j) => {
-      const d = stored.get(j);
-      const tr = el("tr", d !== undefined ? { "data-col": j } : { class: "omitted", "data-col": j });
-      let cells;
-      if (d === undefined) {
-        omitted.push(j);
-        cells = [String(j), piece, "–", "–", "< 0.02", num(o.vn[j], 1), "–"];
-      } else {
-        const e = Math.exp(-d / 1000), w = e / Z;
-        if (d === 0 && peak < 0) { peak = j; tr.classList.add("peak"); }
-        share += w * o.vn[j]; storedZ += e; mass += w;
-        cells = [String(j), piece, num(m - d / 1000, 3), num(e, 4), num(w, 3), num(o.vn[j], 1), num(w * o.vn[j], 3)];
-      }
-      cells.forEach((c, k) => {
-        const td = el("td", k === 1 ? { class: "key" } : {}, c);
-        if (k === 2) td.classList.add("score");
-        if (k === 3) td.classList.add("exp");
-        if (k === 4) td.classList.add("weight");
-        tr.appendChild(td);
-      });
-      table.appendChild(tr);
-    });
-    lines.push(table);
-    if (omitted.length) {
-      lines.push(el("div", { class: "muted omitted-note" }, "Scores not stored for the " + omitted.length + " position(s) with weights under 2 % (to keep the page small): " +
-        omitted.join(", ") + ". Their exp(s_j − m) add up to Z − " + num(storedZ, 4) + " = " + num(Math.max(0, Z - storedZ), 4) + ", weight " + num(Math.max(0, 1 - mass), 3) + " together."));
-    }
-    lines.push(el("div", { class: "formula" }, "context c = Σ_i w_i v_i:   ‖c‖ = " + num(o.cn[r], 1) + "  ≤  Σ_i w_i·‖v_i‖ = " + num(share, 2) +
-      (omitted.length ? " (stored positions)" : "") + " — the values point different ways, so the mix is shorter than the sum of its shares"));
-    if ($("words").checked) lines.push(el("div", { class: "muted" }, "Words view: the panel shows the word's first piece; untick words to step piece by piece."));
-    body.replaceChildren(...lines);
+    body.replaceChildren(...panelLines(model.attention, o, r));
   };
   return { node: box, show };
+}
+
+function panelLines(a, o, r) {
+  const muted = (text) => el("div", { class: "muted" }, text);
+  if (a && o.heads && o.head === undefined) return [muted("The mean over the " + o.heads.length + " heads (what decoding reads) is no single softmax: choose a head above to see its query, scores and softmax.")];
+  if (!a) return [muted("attention=none: no query, no scores — the decoder reads one fixed summary of the source.")];
+  if (!o.sa) return [muted(a.no_scores || "This page keeps this sentence's attention weights but not the raw scores the panel starts from (a page written before the step panel).")];
+  const row = o.sa[r], m = o.m[r], Z = zOf(o, r), S = o.sp.length, full = isFull(row, o);
+  const lines = [el("div", { class: "scores-kind " + (full ? "full" : "compressed") }, full
+    ? "Every score of this step is stored (all " + S + " positions): the softmax of the scores below gives the weights below, to the digits shown."
+    : "Compressed: only the scores of weights of 2 % and more are stored (" + row.length / 2 + " of " + S + " positions). Z still counts the others, so a softmax over the shown scores alone would overstate the weights." + (DATA.scores_note ? " " + DATA.scores_note : ""))];
+  lines.push(el("div", {}, "query q = " + a.query));
+  if (o.head !== undefined) {
+    lines.push(el("div", { class: "formula" }, "head " + (o.head + 1) + " of " + o.heads.length + ":   " + a.head_formula + (a.d ? ",   d = " + a.d : "")));
+    lines.push(muted("(" + a.head_values + ")"));
+  } else lines.push(el("div", { class: "formula" }, a.formula + (a.d ? ",   d = " + a.d : "")));
+  lines.push(el("div", { class: "formula" }, "softmax: w_i = exp(s_i − m) / Z,   m = max_j s_j = " + num(m, 3) + ",   Z = Σ_j exp(s_j − m) over all " + S + " positions = " + num(Z, 4)));
+  const sum = scoreTable(o, r, Z);
+  lines.push(sum.table);
+  if (sum.omitted.length) {
+    lines.push(el("div", { class: "muted omitted-note" }, "Scores not stored for the " + sum.omitted.length + " position(s) with weights under 2 % (to keep the page small): " +
+      sum.omitted.join(", ") + ". Their exp(s_j − m) add up to Z − " + num(sum.storedZ, 4) + " = " + num(Math.max(0, Z - sum.storedZ), 4) + ", weight " + num(Math.max(0, 1 - sum.mass), 3) + " together."));
+  }
+  lines.push(el("div", { class: "formula context" }, contextLine(o, r, sum)));
+  if ($("words").checked) lines.push(muted("Words view: the panel shows the word's first piece; untick words to step piece by piece."));
+  return lines;
+}
+
+function scoreTable(o, r, Z) {
+  // one line per source position: score, exp(s_i − m), weight, ‖v_i‖ and the weight's share of it
+  const row = o.sa[r], m = o.m[r], stored = new Map();  // column -> thousandths below the largest score
+  for (let k = 0; k < row.length; k += 2) stored.set(row[k], row[k + 1]);
+  const table = el("table", { class: "steps" });
+  const head = el("tr");
+  ["i", "key (source piece)", "score s_i", "exp(s_i − m)", "weight w_i", "‖v_i‖", "w_i·‖v_i‖"].forEach((h, k) => head.appendChild(el("th", k === 1 ? { class: "key" } : {}, h)));
+  table.appendChild(head);
+  const sum = { table, share: 0, storedZ: 0, mass: 0, omitted: [] };
+  let peak = -1;
+  o.sp.forEach((piece, j) => {
+    const d = stored.get(j);
+    const tr = el("tr", d !== undefined ? { "data-col": j } : { class: "omitted", "data-col": j });
+    let cells;
+    if (d === undefined) {
+      sum.omitted.push(j);
+      cells = [String(j), piece, "–", "–", "< 0.02", num(o.vn[j], 2), "–"];
+    } else {
+      const e = Math.exp(-d / 1000), w = e / Z;
+      if (d === 0 && peak < 0) { peak = j; tr.classList.add("peak"); }
+      sum.share += w * o.vn[j]; sum.storedZ += e; sum.mass += w;
+      cells = [String(j), piece, num(m - d / 1000, 3), num(e, 4), num(w, 3), num(o.vn[j], 2), num(w * o.vn[j], 3)];
+    }
+    cells.forEach((c, k) => {
+      const td = el("td", k === 1 ? { class: "key" } : {}, c);
+      td.classList.add(["i", "key", "score", "exp", "weight", "norm", "share"][k]);
+      tr.appendChild(td);
+    });
+    table.appendChild(tr);
+  });
+  return sum;
+}
+
+function contextLine(o, r, sum) {
+  // ‖c‖ ≤ Σ_i w_i·‖v_i‖ (the triangle inequality), printed only where the numbers shown bear it out
+  const c = num(o.cn[r], 2), share = num(sum.share, 2), head = "context c = Σ_i w_i v_i:   ‖c‖ = " + c;
+  if (sum.omitted.length) {
+    const rest = Math.max(0, 1 - sum.mass), norms = sum.omitted.map((j) => o.vn[j]);
+    return head + ";   Σ_i w_i·‖v_i‖ over the stored positions = " + share + ", and the " + sum.omitted.length +
+      " others (weight " + num(rest, 3) + " together) add between " + num(rest * Math.min(...norms), 2) + " and " + num(rest * Math.max(...norms), 2);
+  }
+  if (+c < +share) return head + "  ≤  Σ_i w_i·‖v_i‖ = " + share + " — the values point different ways, so the mix is shorter than the sum of its shares";
+  return head + ",   Σ_i w_i·‖v_i‖ = " + share + " — equal up to rounding (the norms are stored to 0.01): the weight sits on one position, or on values that point the same way";
 }
 
 // -- the selected sentence ----------------------------------------------------------------------
@@ -496,7 +548,10 @@ function drawTraining() {
     const i = +pick.value, s = H.sentences[i], f = H.frames[training.k][i];
     label.textContent = "step " + H.steps[training.k] + " (validation " + (training.k + 1) + " of " + H.steps.length + ")";
     const o = headOf({ sp: s.sp, op: f.op, att: f.att, heads: f.heads && f.heads.map((att) => ({ att })) });
-    frame.replaceChildren(el("div", {}, "source: " + s.src), el("div", {}, "output: " + f.hyp), heatmap(o));
+    const which = !o.heads ? [] : [el("div", { id: "train-head", class: "which-head" }, o.head === undefined
+      ? "Showing the mean of the " + o.heads.length + " heads (what decoding reads); pick one head with \"heads:\" above the playback."
+      : "Showing head " + (o.head + 1) + " of " + o.heads.length + " (chosen with \"heads:\" above the playback).")];
+    frame.replaceChildren(...which, el("div", {}, "source: " + s.src), el("div", {}, "output: " + f.hyp), heatmap(o));
   };
   const halt = () => { if (training.timer !== null) clearInterval(training.timer); training.timer = null; go.textContent = "▶ play"; };
   go.addEventListener("click", () => {

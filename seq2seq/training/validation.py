@@ -16,6 +16,7 @@ from seq2seq.data.vocab import Vocab
 from seq2seq.explorer import sparse_rows
 from seq2seq.hardware import autocast
 from seq2seq.history import append as append_history
+from seq2seq.history import panel_fields
 from seq2seq.lesson import attention_steps, steps_taken
 from seq2seq.metrics import attention_statistics, corpus_scores
 from seq2seq.model import Seq2Seq
@@ -99,8 +100,8 @@ def log_examples(
     src_ids = data.src_ids[: tc.n_heatmaps]
     search = Search(max_ratio=tc.max_output_ratio, batch_size=len(src_ids), precision=precision, return_attention=True)
     hyps = decode_corpus(model, src_ids, device, search)
-    # multi-head: each head's weights, the decoder replayed over what it wrote (seq2seq.lesson)
-    replayed = attention_steps(model, src_ids, [steps_taken(h) for h in hyps]) if n_heads(model) > 1 else None
+    # the decoder replayed over what it wrote (seq2seq.lesson): every score for the step panel, each head's weights
+    replayed = attention_steps(model, src_ids, [steps_taken(h) for h in hyps])
     entry = []
     for i, (ids, hyp) in enumerate(zip(src_ids, hyps)):
         src_labels = vocab.src_pieces(ids) + ["</s>"]
@@ -120,7 +121,7 @@ def log_examples(
             weights = [h.weights.numpy() for h in heads]
             tracker.figure(f"attention_heads/{i}", heads_figure(weights, src_labels, out_labels, title=title), step)
             sentence["heads"] = [sparse_rows(w) for w in weights]
-        entry.append(sentence)
+        entry.append({**sentence, **panel_fields(replayed[i])})
     if history is not None:
         append_history(history, step, entry)
 
