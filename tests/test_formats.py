@@ -5,6 +5,7 @@ Tatoeba file (the PyTorch tutorial's corpus) or of Multi30k."""
 import csv
 import gzip
 import json
+import re
 import subprocess
 import sys
 
@@ -138,6 +139,31 @@ def test_json_lines_with_a_translation_dict_or_named_fields(multi30k, tmp_path):
     assert sorted(p for ds in a for p in zip(ds["src"], ds["tgt"])) == sorted(multi30k["train"])
     reverse = load_split(data("data=jsonl", f"data.files={nested}", "data.src=en", "data.tgt=de", *split), "train")
     assert set(zip(reverse["tgt"], reverse["src"])) <= set(multi30k["train"])
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (
+            '{"en": "Hello.", "fr": "Bonjour\n',
+            r"line 10 is not valid JSON \(Unterminated string starting at: column 24\): ",
+        ),
+        ('{"en": "Hello." "fr": "Bonjour."}\n', r"line 10 is not valid JSON \(Expecting ',' delimiter: column 17\): "),
+        ('["Hello.", "Bonjour."]\n', r"line 10 is a JSON list, not an object: '\[\"Hello\.\", \"Bonjour\.\"\]'"),
+        (b'{"en": "Hello.", "fr": "Bonjour \xe9."}\n', r"line 10 is not valid UTF-8"),
+    ],
+    ids=["cut-short", "no-comma", "not-an-object", "not-utf8"],
+)
+def test_a_broken_json_lines_line_is_named_with_its_file_and_number(tmp_path, capfd, broken, message):
+    path = tmp_path / "pairs.jsonl"
+    good = [json.dumps({"en": f"Line {i}.", "fr": f"Ligne {i}."}) + "\n" for i in range(1, 13)]
+    lines = [line.encode() for line in good]
+    lines[9] = broken if isinstance(broken, bytes) else broken.encode()
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(DataError) as caught:
+        load_split(data("data=jsonl", f"data.files={path}", "data.src=en", "data.tgt=fr"), "train")
+    assert re.match(rf"{re.escape(str(path))} {message}", str(caught.value)) and "\n" not in str(caught.value)
+    assert "row 9" not in capfd.readouterr().err  # datasets counts rows from 0: its line would mislead
 
 
 def hf_dataset(multi30k):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import logging
 import os
 import random
@@ -30,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
+import pyarrow
 
 from seq2seq.config import DataConfig
 from seq2seq.errors import DataError
@@ -95,10 +97,20 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 def _read_file(cfg: DataConfig, path: Path) -> datasets.Dataset:
     if cfg.format == "jsonl":
+        quiet = logging.getLogger("datasets.packaged_modules.json.json")  # its "in row 9" means line 10
+        quiet.addFilter(_no_json_failure)
         try:
             ds = datasets.load_dataset("json", data_files=str(path), split="train")
         except Exception as error:  # datasets wraps pyarrow's JSON errors in several types
-            raise DataError(f"could not read {path} as JSON Lines ({_first_line(error)})") from None
+            raise DataError(
+                _json_problem(path) or f"could not read {path} as JSON Lines ({_first_line(error)})"
+            ) from None
+        finally:
+            quiet.removeFilter(_no_json_failure)
+        try:
+            ds.data.table.validate(full=True)  # pyarrow reads bytes that are not UTF-8 into strings: they fail later
+        except pyarrow.ArrowInvalid:
+            raise DataError(_json_problem(path) or f"{path} is not valid UTF-8 (re-encode it as UTF-8)") from None
         return pairs_from_columns(ds, cfg, str(path))
     columns, n_fields, header = _check_delimited(cfg, path)
     names = [f"c{i}" for i in range(n_fields)]
@@ -118,6 +130,33 @@ def _read_file(cfg: DataConfig, path: Path) -> datasets.Dataset:
     )
     ds = ds.select_columns([names[columns[0]], names[columns[1]]])
     return ds.rename_columns({names[columns[0]]: "src", names[columns[1]]: "tgt"})
+
+
+def _no_json_failure(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Failed to load JSON")
+
+
+def _json_problem(path: Path) -> str | None:
+    """The first line of a JSON Lines file that is not one JSON object, with its number, or None."""
+    number = 0
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):  # JSON Lines breaks lines at \n only
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                return f"{path} line {number} is not valid UTF-8 (re-encode it as UTF-8)"
+            if not line:
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as error:
+                return (
+                    f"{path} line {number} is not valid JSON ({error.msg}: column {error.colno}): {_quote(line)}; "
+                    "JSON Lines holds one JSON object a line"
+                )
+            if not isinstance(value, dict):
+                return f"{path} line {number} is a JSON {type(value).__name__}, not an object: {_quote(line)}"
+    return None if number else f"corpus file {path} is empty; it needs one JSON object a line"
 
 
 def _rows(cfg: DataConfig, path: Path) -> Iterator[tuple[int, list[str]]]:
