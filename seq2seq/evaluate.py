@@ -264,7 +264,7 @@ def _evaluate(
 
 SCORES_NOTE = (
     f"This page keeps every score of the first {FULL_SCORES} sentences of each test split; "
-    "the other sentences keep the scores of weights of 2 % and more."
+    "the other sentences (and the long inputs) keep the scores of weights of 2 % and more."
 )
 
 

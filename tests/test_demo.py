@@ -6,8 +6,8 @@ from conftest import REPO
 
 def test_attention_demo_prints_every_score_and_saves_the_heatmap(tmp_path):
     out = tmp_path / "demo.png"
-    result = subprocess.run(
-        [sys.executable, "scripts/attention_demo.py", "--out", str(out)],
+    result = subprocess.run(  # make demo OUT=...: the heatmap where asked, not in the repo's outputs/
+        ["make", "--no-print-directory", "demo", f"PYTHON={sys.executable}", f"OUT={out}"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -28,3 +28,4 @@ def test_attention_demo_prints_every_score_and_saves_the_heatmap(tmp_path):
     assert [r[1] for r in rows] == [f"k{i}" for i in range(6)]
     assert all(abs(float(r[3]) / z - float(r[4])) < 2e-4 for r in rows)  # w_i = exp(s_i - m) / Z
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
+    assert result.stdout.splitlines()[-1].startswith(f"wrote the heatmap to {out} ")  # where it went, said

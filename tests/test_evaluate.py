@@ -265,3 +265,11 @@ def test_summed_sentence_statistics_give_sacrebleus_corpus_bleu():
     assert bleu_from_statistics(stats.sum(0)) == pytest.approx(BLEU().corpus_score(hyps, [refs]).score, abs=1e-9)
     low, high = bleu_interval(hyps, refs, 200, __import__("numpy").random.default_rng(0))
     assert 0.0 <= low <= BLEU().corpus_score(hyps, [refs]).score <= high <= 100.0
+
+
+def test_the_command_prints_the_report_and_where_the_explorer_page_went(run_copy, greedy_report, capsys):
+    assert main(["--run", str(run_copy), "--n-heatmaps", "0", "--bootstrap", "10"]) == 0
+    out = capsys.readouterr().out
+    page = run_copy / "eval" / "greedy" / "explorer.html"
+    assert out.startswith("# Evaluation of") and out.rstrip().splitlines()[-1].endswith(f"the explorer page {page}")
+    assert page.is_file()

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from conftest import TINY, compose, events
+from seq2seq.attention_rows import scored_rows
 from seq2seq.evaluate import evaluate_run
 from seq2seq.evaluate import main as evaluate_main
-from seq2seq.explorer import read_page_data, row_statistics, sparse_rows, weights_of
+from seq2seq.explorer import FULL_SCORES, read_page_data, row_statistics, sparse_rows, weights_of
 from seq2seq.metrics import attention_statistics
 from seq2seq.translate import main as translate_main
 from seq2seq.translator import Translator
@@ -30,6 +31,26 @@ def test_rows_keep_most_of_the_mass_and_sum_to_about_one_even_when_flat():
             assert {j for j, w in enumerate(dense) if w >= 0.05} <= {j for j, _ in row}  # every large weight
             assert 945 <= sum(p for _, p in row) <= 1001
             assert [j for j, _ in row] == sorted(j for j, _ in row)
+
+
+def test_full_rows_keep_every_score_and_their_softmax_is_the_weights_as_shown():
+    torch.manual_seed(0)
+    scores = torch.randn(5, 12) * 4  # peaked rows: most weights far under 2 %
+    weights = scores.softmax(-1)
+    sa, m, z = scored_rows(scores, weights, full=True)
+    out = {"sa": sa, "m": m, "z": z, "sp": ["x"] * 12}
+    for t, row in enumerate(sa):
+        assert [row[k] for k in range(0, len(row), 2)] == list(range(12))  # every position, in order
+        shown = torch.tensor([m[t] - d / 1000 for d in row[1::2]], dtype=torch.float64)  # the scores on screen
+        assert z[t] == pytest.approx(float((shown - m[t]).exp().sum()), abs=5e-5)  # Z of the shown scores
+        by_hand = shown.softmax(-1).tolist()
+        assert all(abs(weights_of(out)[t][j] - by_hand[j]) <= 1e-12 for j in range(12))
+        assert all(abs(by_hand[j] - float(weights[t, j])) <= 1e-3 for j in range(12))  # ... and the model's
+    compressed, _, _ = scored_rows(scores, weights)
+    assert any(len(row) // 2 < 12 for row in compressed)  # the same rows compressed: small weights left out
+    for row, w in zip(compressed, weights):
+        kept = set(row[::2])
+        assert {j for j in range(12) if w[j] >= 0.02} <= kept and int(w.argmax()) in kept
 
 
 def test_statistics_of_sharp_diagonal_and_uniform_attention():
@@ -85,6 +106,12 @@ def test_eval_writes_an_explorer_with_every_sentence_and_its_attention(explored)
         assert all(sum(row.values()) <= 1.001 and max(row.values()) > 0 for row in rows)
         assert all(j < len(o["sp"]) for row in rows for j in row) and len(o["vn"]) == len(o["sp"])
         assert 0 <= o["chrf"] <= 100 and o["ent"] >= 0 and 0 <= o["diag"] <= 1 and s["words"] == len(s["src"].split())
+    opened = [s for k, s in enumerate(data["sentences"]) if k - splits.index(s["split"]) < FULL_SCORES]
+    opened = [s for s in opened if s["split"] in natural]  # long inputs stay compressed: a small page
+    assert len(opened) == 2 * FULL_SCORES
+    for s in opened:  # every score of each test split's first sentences
+        assert all(len(row) // 2 == len(s["out"][0]["sp"]) for row in s["out"][0]["sa"])
+    assert f"first {FULL_SCORES} sentences" in data["scores_note"]
     # compact whatever the model attends to: page code, text, about eight bytes per stored score and fifteen
     # per row (a 60-step model may emit max-length outputs with flat attention: many scores over 2 %)
     outs = [s["out"][0] for s in data["sentences"]]
@@ -139,6 +166,9 @@ def test_translate_html_shows_what_was_typed(trained_run, tmp_path, monkeypatch,
     assert [s["src"] for s in data["sentences"]] == ["Ein Hund rennt.", "", "Zwei Männer."]
     assert [s["out"][0]["hyp"] for s in data["sentences"]] == out.splitlines()
     assert "ref" not in data["sentences"][0] and len(weights_of(data["sentences"][0]["out"][0])) > 0
+    for s in data["sentences"]:  # one's own input: every score of every step, to check the panel by hand
+        assert all(len(row) // 2 == len(s["out"][0]["sp"]) for row in s["out"][0].get("sa", []))
+    assert data["sentences"][2]["out"][0]["sa"]
 
 
 def test_validation_logs_attention_statistics(trained_run):

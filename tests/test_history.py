@@ -9,8 +9,10 @@ import sys
 import pytest
 
 from conftest import REPO, TINY, compose, events
-from seq2seq.explorer import read_page_data
-from seq2seq.history import HISTORY_FILE, append, keep_until, page_history, read
+from seq2seq.attention_rows import weights_of
+from seq2seq.explorer import NO_SCORES, read_page_data
+from seq2seq.explorer import main as explorer_main
+from seq2seq.history import HISTORY_FILE, SCORE_KEYS, append, keep_until, page_history, read
 
 
 def test_every_validation_adds_one_entry_of_the_heatmap_sentences(trained_run):
@@ -109,3 +111,48 @@ def test_a_model_without_attention_writes_no_history_and_says_so(none_run):
     assert done.returncode == 0, done.stderr
     data = read_page_data(none_run / "explorer.html")
     assert "history" not in data and data["history_note"].startswith("attention=none")
+
+
+def test_the_history_keeps_every_score_of_its_sentences(trained_run):
+    entries, _ = read(trained_run)
+    for entry in entries:
+        for s in entry["sentences"]:
+            S = len(s["sp"])
+            assert len(s["sa"]) == len(s["op"]) == len(s["m"]) == len(s["z"]) == len(s["cn"]) and len(s["vn"]) == S
+            assert all(len(row) // 2 == S for row in s["sa"])  # every source position's score, every step
+            for row, att in zip(weights_of(s), s["att"]):  # the scores' softmax is the weights the slider draws
+                assert abs(sum(row.values()) - 1) < 1e-6
+                assert all(abs(row[j] - p / 1000) <= 0.002 for j, p in att)
+
+
+def test_make_explore_pages_carry_the_scores_or_say_why_not(trained_run, tmp_path, capsys):
+    page = tmp_path / "run.html"
+    assert explorer_main(["--run", str(trained_run), "--out", str(page)]) == 0  # make explore passes --run
+    assert capsys.readouterr().out.strip() == f"wrote {page}"
+    data = read_page_data(page)
+    outs = [s["out"][0] for s in data["sentences"]]
+    assert all("sa" in o and "att" not in o for o in outs) and "no_scores" not in data["models"][0]["attention"]
+    assert "panel" not in data["history"] and not any(
+        k in f for fr in data["history"]["frames"] for f in fr for k in SCORE_KEYS
+    )
+    old = tmp_path / "old"  # a run whose history was written before it kept scores
+    old.mkdir()
+    shutil.copy(trained_run / "config.json", old / "config.json")
+    lines = [json.loads(line) for line in (trained_run / HISTORY_FILE).read_text().splitlines()]
+    for entry in lines:
+        entry["sentences"] = [{k: v for k, v in s.items() if k not in SCORE_KEYS} for s in entry["sentences"]]
+    (old / HISTORY_FILE).write_text("".join(json.dumps(e) + "\n" for e in lines))
+    assert explorer_main([str(old)]) == 0  # the run as a positional argument works too
+    data = read_page_data(old / "explorer.html")
+    assert data["models"][0]["attention"]["no_scores"] == NO_SCORES and "not the raw scores" in NO_SCORES
+    assert all("att" in s["out"][0] and "sa" not in s["out"][0] for s in data["sentences"])
+
+
+def test_the_explorer_command_without_a_run_names_the_options_it_takes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert explorer_main([]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: no run with a best.pt under outputs/; train one first or pass --run DIR\n"
+    with pytest.raises(SystemExit) as exit_:
+        explorer_main(["a", "--run", "b"])
+    assert exit_.value.code == 2 and "two runs given" in capsys.readouterr().err
