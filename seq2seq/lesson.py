@@ -249,8 +249,9 @@ def panel_lines(
             f"  {i:>3}  {label[:12]:<12} {float(s[i]):>10.3f} {float(shifted[i]):>11.4f} {float(w[i]):>7.4f} "
             f"{float(steps.value_norm[i]):>7.3f} {share:>10.3f}"
         )
+    c, share = f"{float(steps.context_norm[t]):.3f}", f"{float((w * steps.value_norm).sum()):.3f}"
+    relation = "≤" if float(c) <= float(share) else "≈"  # ‖c‖ ≤ Σ w_i·‖v_i‖; float32 may tip a tie the other way
     lines.append(
-        f"  context c = Σ_i w_i v_i: ‖c‖ = {float(steps.context_norm[t]):.3f} ≤ Σ_i w_i·‖v_i‖ = "
-        f"{float((w * steps.value_norm).sum()):.3f};  Σ w_i = {float(w.sum()):.4f}"
+        f"  context c = Σ_i w_i v_i: ‖c‖ = {c} {relation} Σ_i w_i·‖v_i‖ = {share};  Σ w_i = {float(w.sum()):.4f}"
     )
     return lines

@@ -9,7 +9,8 @@ alpha); ``--nbest N`` writes N lines ``index ||| hypothesis ||| score`` per inpu
 0-based; blank and skipped lines have none). ``--show-attention`` prints, on stderr, the source
 piece each output piece attends to most; ``--attention-png DIR`` draws one heatmap per line
 (``DIR/0001.png`` for line 1); ``--html FILE`` writes the explorer page of every line
-(:mod:`seq2seq.explorer`). The Python API is :class:`seq2seq.translator.Translator`.
+(:mod:`seq2seq.explorer`), every score of every step kept so that the step panel's softmax can be
+redone by hand. The Python API is :class:`seq2seq.translator.Translator`.
 """
 
 from __future__ import annotations

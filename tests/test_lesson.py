@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seq2seq.config import AttentionConfig, ModelConfig
-from seq2seq.lesson import FORMULAS, attention_steps, one_step, panel_lines
+from seq2seq.lesson import FORMULAS, Steps, attention_steps, one_step, panel_lines
 from seq2seq.model import build_model
 from seq2seq.model.attention import build_attention
 from seq2seq.search import Search, decode_corpus
@@ -112,3 +112,13 @@ def test_the_lesson_call_and_its_panel(score):
     z = float(lines[3].rsplit("=", 1)[1])
     for row in rows:  # exp(s_i - m) / Z = w_i, as printed
         assert float(row[3]) / z == pytest.approx(float(row[4]), abs=2e-4)
+
+
+def test_the_panel_prints_no_inequality_its_numbers_contradict():
+    """A peaked step: ‖c‖ and Σ w_i·‖v_i‖ agree to float32 error, which may tip the printed digits."""
+    weights = torch.tensor([[1.0, 0.0]])
+    steps = Steps(weights.log(), weights, torch.ones(1), torch.tensor([2.0006]), torch.tensor([2.0, 1.0]))
+    line = panel_lines("dot", ["k0", "k1"], steps, 0)[-1]
+    assert "‖c‖ = 2.001 ≈ Σ_i w_i·‖v_i‖ = 2.000" in line and "≤" not in line
+    steps.context_norm = torch.tensor([1.5])
+    assert "‖c‖ = 1.500 ≤ Σ_i w_i·‖v_i‖ = 2.000" in panel_lines("dot", ["k0", "k1"], steps, 0)[-1]
