@@ -81,6 +81,10 @@ class SplitConfig:
     valid: float = 1000  # pairs (1 or more) or a fraction of all pairs (under 1)
     test: float = 1000
     seed: int = 1
+    MEANING: typing.ClassVar[str] = (  # where data.split is given one value
+        "valid and test: a number of pairs (1, 2, ...) or a fraction of all pairs in (0, 1), "
+        "e.g. data.split.valid=0.05 data.split.test=0.05"
+    )
 
     def check(self) -> None:
         for key in ("valid", "test"):
@@ -418,7 +422,11 @@ def _require(ok: bool, key: str, value: Any, expected: str) -> None:
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {raw!r}")
+        if not prefix:
+            raise ConfigError(f"config must be a mapping, got {raw!r}")
+        keys = ", ".join(prefix + f.name for f in dataclasses.fields(cls))
+        meaning = f" ({cls.MEANING})" if hasattr(cls, "MEANING") else ""
+        raise ConfigError(f"{prefix[:-1]}={raw!r} is a group of settings, not one value: set {keys}{meaning}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)

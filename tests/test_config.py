@@ -52,6 +52,15 @@ def test_bad_values_are_named(raw, match):
         Config.from_dict(raw)
 
 
+def test_one_value_for_a_group_of_settings_names_its_keys():
+    with pytest.raises(ConfigError) as caught:
+        Config.from_dict({"data": {"filter": 80}})
+    assert str(caught.value) == (
+        "data.filter=80 is a group of settings, not one value: set data.filter.max_len, data.filter.max_ratio, "
+        "data.filter.ratio_min_len"
+    )
+
+
 def test_durations():
     assert parse_duration("20m") == 1200 and parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
     assert parse_duration("600") == 600 and parse_duration(None) is None
@@ -72,6 +81,12 @@ def test_durations():
         ),
         (["model.dropout=2"], "error: model.dropout=2.0 is out of range"),
         (["train.seed=1,2"], "error: train.seed=1,2 lists several values; add -m"),
+        (
+            ["data.split=1.5"],
+            "error: data.split=1.5 is a group of settings, not one value: set data.split.valid, data.split.test, "
+            "data.split.seed (valid and test: a number of pairs (1, 2, ...) or a fraction of all pairs in (0, 1), "
+            "e.g. data.split.valid=0.05 data.split.test=0.05)\n",
+        ),
     ],
 )
 def test_cli_config_errors_are_one_line_exit_2_and_leave_no_run_dir(args, message, tmp_path):
