@@ -112,6 +112,7 @@ def test_bad_checkpoint_path_or_file(trained_run, tmp_path, capsys, monkeypatch,
     out, err = capsys.readouterr()
     assert status == 2 and out == "" and "this ran" not in out + err
     assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
+    assert "weights_only" not in err and "\x1b" not in err  # torch's advice and terminal codes stay out
 
 
 @pytest.mark.parametrize(
@@ -129,6 +130,7 @@ def test_a_device_the_machine_lacks_is_one_line(trained_run, capsys, monkeypatch
         out, err = capsys.readouterr()
         assert status == 2 and out == ""
         assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
+    assert "weights_only" not in err and "\x1b" not in err  # torch's advice and terminal codes stay out
     with pytest.raises(ConfigError, match="train.device="):
         pick_device(torch.device(device) if device.startswith("cuda") else device, "train.device")
 

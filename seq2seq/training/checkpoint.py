@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -83,10 +84,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint (not a torch.save archive)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+    except pickle.UnpicklingError as error:  # torch's message advises weights_only=False: it is not quoted
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
         raise CheckpointError(
-            f"refusing to load {path}: it holds pickled objects other than tensors and plain containers, "
-            f"which could run code ({_first_line(error)})"
+            f"refusing to load {path}: it holds pickled objects other than tensors and plain containers"
+            f"{f' ({found[1]})' if found else ''}, which could run code; seq2seq writes none in its checkpoints, "
+            "so use one that seq2seq wrote"
         ) from None
     except Exception as error:  # garbage makes torch.load raise many types: struct.error, IndexError, ...
         raise CheckpointError(
