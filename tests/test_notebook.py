@@ -1,9 +1,8 @@
-"""The lesson as a notebook (examples/attention_lesson.py, percent format), run end to end on a small budget."""
+"""The lesson as a notebook (examples/attention_lesson.py, percent format), run end to end on a small budget
+in a real Jupyter kernel: jupytext makes the notebook, nbclient runs it with the python3 kernel."""
 
-import os
-import subprocess
-import sys
-
+import jupytext
+import nbclient
 import pytest
 
 from conftest import CORPORA, REPO
@@ -19,24 +18,53 @@ def test_the_notebook_is_percent_format_with_markdown_and_code_cells():
     assert sum(c.startswith(" [markdown]") for c in cells) >= 5
 
 
+def _cell(notebook, source: str):
+    """The one code cell whose source holds ``source``."""
+    (cell,) = [c for c in notebook.cells if c.cell_type == "code" and source in c.source]
+    return cell
+
+
+def _text(cell) -> str:
+    """What a cell printed, stdout and stderr together, and its results' plain text."""
+    parts = [o.text for o in cell.outputs if o.output_type == "stream"]
+    parts += [o.data.get("text/plain", "") for o in cell.outputs if "data" in o]
+    return "".join(parts)
+
+
 @pytest.mark.slow
-def test_the_notebook_runs_from_the_lesson_to_the_explorer_page(tmp_path):
-    env = {
-        **os.environ,
-        "SEQ2SEQ_LESSON_QUICK": "1",
-        "SEQ2SEQ_LESSON_OUT": str(tmp_path),
-        "SEQ2SEQ_DATA_DIR": str(CORPORA),
-    }
-    done = subprocess.run(
-        [sys.executable, str(NOTEBOOK)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+def test_the_notebook_in_a_jupyter_kernel_shows_its_heatmap_progress_and_explorer_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQ2SEQ_LESSON_QUICK", "1")
+    monkeypatch.setenv("SEQ2SEQ_LESSON_OUT", str(tmp_path))
+    monkeypatch.setenv("SEQ2SEQ_DATA_DIR", str(CORPORA))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own (inline) backend, as a learner has it
+    notebook = jupytext.read(NOTEBOOK)
+    client = nbclient.NotebookClient(
+        notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(REPO)}}
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
-    assert "the trainer's dot attention gives the lesson's weights" in out
+    client.execute()
+    everything = "".join(_text(c) for c in notebook.cells if c.cell_type == "code")
+    assert "TqdmWarning" not in everything and "Traceback" not in everything, everything[-3000:]
+
+    first = _cell(notebook, "torch.manual_seed(0)")
+    assert first.outputs == []  # no <torch._C.Generator ...> under the imports
+    assert "each row sums to [1.0, 1.0]" in _text(_cell(notebook, "lesson_attention(query, keys, values)"))
+    lesson = _text(_cell(notebook, "for score in FORMULAS"))
+    assert "the trainer's dot attention gives the lesson's weights" in lesson
     for score in ("dot:", "scaled_dot:", "general:", "concat:"):
-        assert f"\n{score}\n" in f"\n{out}"
-    assert "trained 300 updates" in out and "The cat sat on the mat. -> " in out and "looks most at" in out
+        assert f"\n{score}\n" in f"\n{lesson}"
+
+    training = _text(_cell(notebook, "result = train("))
+    progress = [line for line in training.splitlines() if " | epoch 1 | loss " in line]
+    assert [line.split()[2] for line in progress] == ["50/300", "100/300", "150/300", "200/300", "250/300", "300/300"]
+    assert "step 300 | valid loss" in training and "trained 300 updates" in training
+    log = (tmp_path / "quick" / "train.log").read_text()
+    assert sum(" | epoch 1 | loss " in line for line in log.splitlines()) == 6  # the same lines, in train.log
+
+    heatmap = _cell(notebook, "attention_figure(")
+    assert any("image/png" in o.get("data", {}) for o in heatmap.outputs), heatmap.outputs
+    assert "The cat sat on the mat. -> " in _text(heatmap) and "looks most at" in _text(heatmap)
+
     data = read_page_data(tmp_path / "lesson.html")
     assert [s["src"] for s in data["sentences"]][0] == "The cat sat on the mat."
-    first = data["sentences"][0]["out"][0]
-    assert first["sa"] and first["z"] and data["models"][0]["attention"]["type"] == "bahdanau"
+    first_step = data["sentences"][0]["out"][0]
+    assert first_step["sa"] and first_step["z"] and data["models"][0]["attention"]["type"] == "bahdanau"

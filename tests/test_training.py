@@ -1,16 +1,22 @@
 """A few real training steps per attention variant on real Multi30k lines."""
 
+import io
+import os
+import re
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 import torch
 
-from conftest import ATTENTIONS, TINY, compose, events
+from conftest import ATTENTIONS, REPO, TINY, compose, events
 from seq2seq.data.vocab import EOS
-from seq2seq.errors import ConfigError, RunDirError
+from seq2seq.errors import CheckpointError, ConfigError, RunDirError
 from seq2seq.hardware import bf16_lstm_runs, native_bf16, resolve_precision
 from seq2seq.training import Trainer, train
 from seq2seq.training.checkpoint import load_checkpoint
+from seq2seq.training.progress import Bar, SlowdownWatch
 from seq2seq.training.schedule import budget_lr
 
 SCALARS = {
@@ -190,3 +196,119 @@ def test_a_signal_during_validation_stops_there_without_another_step(corpus_root
     result = train(compose([*TINY, f"data.root={corpus_root}", "train.max_steps=100"]), tmp_path)
     assert result["stop"] == "signal SIGTERM" and result["step"] == 20  # train.valid_every=20
     assert load_checkpoint(tmp_path / "last.pt")["progress"]["step"] == 20
+
+
+# -- what a run tells: train.log, the console, TensorBoard's best/* -----------------------------
+
+
+def _kinds(train_log) -> list[str]:
+    """Each train.log line as its kind: the level and message, numbers and paths blanked.
+
+    The slowdown note depends on what else the machine runs, so it is left out.
+    """
+    lines = [line.split(" ", 2)[2] for line in train_log.read_text().splitlines()]
+    return [re.sub(r"\S*/\S*|[\d.,:]+", "#", line) for line in lines if "other programs" not in line]
+
+
+@pytest.mark.slow
+def test_training_from_python_logs_what_train_py_logs_and_prints_its_progress(corpus_root, tmp_path):
+    overrides = [*TINY, "attention=bahdanau", f"data.root={corpus_root}", "train.max_steps=12"]
+    cli, api = tmp_path / "cli", tmp_path / "api"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    script = (
+        f"from seq2seq import train\nfrom seq2seq.overrides import compose\ntrain(compose({overrides!r}), {str(api)!r})"
+    )
+    runs = {
+        "cli": [sys.executable, "train.py", *overrides, f"hydra.run.dir={cli}"],
+        "api": [sys.executable, "-c", script],
+    }
+    printed = {}
+    for name, command in runs.items():
+        env["SEQ2SEQ_CACHE_DIR"] = str(tmp_path / f"cache-{name}")  # both train SentencePiece
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        printed[name] = done.stderr
+    assert _kinds(api / "train.log") == _kinds(cli / "train.log")
+    log = (api / "train.log").read_text()
+    assert "INFO model: attention=bahdanau, 1 head, " in log and ", 1 thread\n" in log
+    assert log.index("INFO step 12 | valid loss") < log.index("INFO stopping at step 12 (epoch 1): max_steps")
+    for line in ("step 5/12 | epoch 1 | loss ", "step 12 | valid loss ", "stopping at step 12", "best: "):
+        assert line in printed["api"]  # a script that set up no logging prints train.py's lines
+    assert "Warning" not in printed["api"] and "Traceback" not in printed["api"]
+
+
+def test_no_best_scalars_before_a_first_validation(corpus_root, tmp_path, monkeypatch):
+    """A run stopped before validating logs no best/valid_bleu (a -1 would set the chart's scale after resuming)."""
+    import signal
+
+    train_step = Trainer.train_step
+
+    def signalled_at_step_3(self, batch, scale):
+        if self.progress.step == 2:
+            self.signals.received = signal.SIGTERM  # as if SIGTERM arrived during the third update
+        return train_step(self, batch, scale)
+
+    monkeypatch.setattr(Trainer, "train_step", signalled_at_step_3)
+    base = [*TINY, f"data.root={corpus_root}"]
+    result = train(compose([*base, "train.max_steps=20"]), tmp_path)
+    assert result["stop"] == "signal SIGTERM" and result["step"] == 3
+    assert not {"best/valid_bleu", "best/step"} & set(events(tmp_path).Tags()["scalars"])
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+    train(compose([*base, "train.max_steps=20", "train.resume=true"]), tmp_path)
+    best = events(tmp_path).Scalars("best/valid_bleu")
+    assert [(e.step, e.value >= 0) for e in best] == [(20, True)]
+    assert [e.value for e in events(tmp_path).Scalars("best/step")] == [20.0]
+
+
+def test_a_failed_checkpoint_write_ends_train_log_with_its_error(corpus_root, tmp_path, monkeypatch):
+    def file_too_large(obj, handle):
+        handle.write(b"PK partial")
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(torch, "save", file_too_large)  # the first checkpoint: last.pt at step 10
+    with pytest.raises(CheckpointError, match="could not write checkpoint"):
+        train(compose([*TINY, f"data.root={corpus_root}", "train.max_steps=30"]), tmp_path)
+    last = (tmp_path / "train.log").read_text().splitlines()[-1]
+    assert last.split(" ", 2)[2].startswith(f"ERROR error: could not write checkpoint {tmp_path / 'last.pt'} (")
+    assert "[Errno 27] File too large); there was none before" in last and "ulimit -f" in last
+
+
+def test_a_machine_busy_elsewhere_is_named_once_with_the_fix(caplog):
+    caplog.set_level("WARNING", logger="seq2seq")
+    watch = SlowdownWatch(threads=2, where="outputs/run")
+    watch.start(load=1.5, cores=2)  # busy, but not over the cores
+    for rate in (800, 5000, 5200, 4000, 1500, 2000, 1600):  # the first three set the pace; one dip is no trend
+        watch.window(rate)
+    assert caplog.records == []
+    watch.window(1700)  # a second window in a row under a third of 5,200
+    watch.window(900)
+    (record,) = caplog.records
+    assert record.getMessage().startswith("training runs at 1,700 tok/s, under a third of the 5,200 tok/s")
+    assert "continue the run in outputs/run with train.resume=true train.threads=1" in record.getMessage()
+    busy = SlowdownWatch(threads=2, where="outputs/run")
+    busy.start(load=3.4, cores=2)
+    busy.start(load=3.4, cores=2)
+    assert caplog.records[-1].getMessage().startswith("the load average is 3.4 on 2 CPU cores before training starts")
+    assert len(caplog.records) == 2 and "train.threads=1" in caplog.records[-1].getMessage()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_counts_and_times_the_whole_run_across_epochs(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _Terminal())  # tqdm shows its bar on a terminal only
+    bar = Bar(max_steps=100, step=10, main=True)  # a resumed run: 10 updates done
+    start = bar.bar.start_t
+    bar.epoch(0, batches=30, done=10)
+    for _ in range(20):
+        bar.update()
+    bar.epoch(1, batches=30, done=0)
+    bar.update()
+    assert (bar.bar.n, bar.bar.total, bar.bar.start_t, bar.bar.desc) == (31, 100, start, "epoch 2: ")
+    per_epoch = Bar(max_steps=None, step=0, main=True)  # no max_steps: the bar goes through each epoch
+    per_epoch.epoch(2, batches=40, done=5)
+    assert (per_epoch.bar.n, per_epoch.bar.total) == (5, 40)
+    bar.close()
+    per_epoch.close()
