@@ -221,8 +221,22 @@ def test_a_hub_id_while_offline_is_one_line_naming_the_way_out(monkeypatch):
         ("a\tb\nc\td\n", ["data.split.valid=1", "data.split.test=1"], r"leaves no training pairs"),
         ("a\tb\nc\td\n", ["data.split.valid=0.01"], r"data\.split\.valid=0\.01 leaves that split empty"),
         ("", [], r"pairs\.tsv is empty"),
+        (
+            "a\tb\nc\td\n",
+            ["data.columns.src=1", "data.columns.tgt=1"],
+            r"data\.columns\.src and data\.columns\.tgt both name column 1 of .*pairs\.tsv: the source would be "
+            "its own target; give each side its column",
+        ),
     ],
-    ids=["missing-column", "wrong-delimiter", "no-such-column", "split-too-large", "split-empty", "empty-file"],
+    ids=[
+        "missing-column",
+        "wrong-delimiter",
+        "no-such-column",
+        "split-too-large",
+        "split-empty",
+        "empty-file",
+        "one-column-for-both",
+    ],
 )
 def test_bad_delimited_files_are_one_line(content, overrides, pattern, tmp_path):
     path = tmp_path / "pairs.tsv"
@@ -260,6 +274,30 @@ def test_a_pair_with_an_empty_side_is_filtered_and_counted(tmp_path):
     ds = load_split(data("data=tsv", f"data.files={path}"), "train")
     kept, report = filter_pairs(ds, compose(TINY).data.filter)
     assert ds.num_rows == 4 and kept["src"] == ["Go.", "Hi."] and report.empty == 2
+
+
+def test_pairs_whose_source_is_their_target_are_counted(tmp_path):
+    from seq2seq.data.corpora import filter_pairs
+
+    path = tmp_path / "pairs.*.tsv"
+    (tmp_path / "pairs.train.tsv").write_text("Go.\tGo.\nHi. \tHi.\nRun!\tCours !\n\t\n")
+    _, report = filter_pairs(load_split(data("data=tsv", f"data.files={path}"), "train"), compose(TINY).data.filter)
+    assert (report.total, report.identical, report.empty) == (4, 2, 1)  # an empty pair is not "identical"
+
+
+@pytest.mark.slow
+def test_a_corpus_whose_source_is_its_target_warns_once_in_train_log(tatoeba_lines, tmp_path):
+    path = tmp_path / "eng-fra.tsv"  # the English copied into the French column: every pair is one sentence twice
+    path.write_text("".join(f"{en}\t{en}\n" for en, _ in tatoeba_lines[:600]))
+    split = ["data.src=en", "data.tgt=fr", "data.split.valid=40", "data.split.test=40"]
+    out = tmp_path / "run"
+    train(compose([*TINY, "data=tsv", f"data.files={path}", *split, "train.max_steps=1"]), out)
+    warnings = [line for line in (out / "train.log").read_text().splitlines() if "identical" in line]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        "WARNING tsv/en-fr train: 100% of the pairs (520 of 520) have a source identical to its "
+        "target, and a model trained on them learns to copy; check data.src, data.tgt and data.columns "
+        "(one column read for both?)"
+    ), warnings
 
 
 @pytest.mark.slow

@@ -189,6 +189,7 @@ class FilterReport:
     empty: int
     too_long: int
     bad_ratio: int
+    identical: int = 0  # pairs whose source is their target (not empty), kept or not
 
     def __str__(self) -> str:
         return (
@@ -199,9 +200,10 @@ class FilterReport:
 
 def filter_pairs(ds: datasets.Dataset, cfg: FilterConfig) -> tuple[datasets.Dataset, FilterReport]:
     """Drop empty pairs, pairs over ``max_len`` words and length-ratio outliers (training split only)."""
-    keep, empty, too_long, bad_ratio = [], 0, 0, 0
+    keep, empty, too_long, bad_ratio, identical = [], 0, 0, 0, 0
     for i, (src, tgt) in enumerate(zip(ds["src"], ds["tgt"])):
         n_src, n_tgt = len(src.split()), len(tgt.split())
+        identical += n_src > 0 and src.strip() == tgt.strip()
         if n_src == 0 or n_tgt == 0:
             empty += 1
         elif max(n_src, n_tgt) > cfg.max_len:
@@ -210,7 +212,7 @@ def filter_pairs(ds: datasets.Dataset, cfg: FilterConfig) -> tuple[datasets.Data
             bad_ratio += 1
         else:
             keep.append(i)
-    report = FilterReport(ds.num_rows, len(keep), empty, too_long, bad_ratio)
+    report = FilterReport(ds.num_rows, len(keep), empty, too_long, bad_ratio, identical)
     if not keep:
         raise DataError(f"filtering removed every training pair ({report}); raise data.filter.max_len or max_ratio")
     return ds.select(keep), report

@@ -187,6 +187,8 @@ def _check_delimited(cfg: DataConfig, path: Path) -> tuple[tuple[int, int], int,
         raise DataError(f"corpus file {path} is empty; it needs one pair per line")
     _, fields = first
     columns = tuple(_column_index(cfg, lang, fields if header else None, path, fields) for lang in (cfg.src, cfg.tgt))
+    if columns[0] == columns[1]:
+        raise DataError(_one_column_for_both(cfg, f"column {columns[0]} of {path}"))
     need, widest = max(columns) + 1, len(fields)
     delimiter = "tab" if cfg.format == "tsv" else "comma"
     for number, fields in ([first] if not header else []) + list(rows):
@@ -234,6 +236,11 @@ def _column_index(cfg: DataConfig, lang: str, header: list[str] | None, path: Pa
     raise DataError(f"{path} has no column {wanted!r} for {lang} ({key}); it has columns {have}; {seen}")
 
 
+def _one_column_for_both(cfg: DataConfig, column: str) -> str:
+    keys = " and ".join(column_of(cfg, lang)[1] for lang in (cfg.src, cfg.tgt))
+    return f"{keys} both name {column}: the source would be its own target; give each side its column"
+
+
 def _quote(text: str, limit: int = 80) -> str:
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
@@ -260,6 +267,8 @@ def pairs_from_columns(ds: datasets.Dataset, cfg: DataConfig, where: str) -> dat
             return {"src": [t[src] for t in batch["translation"]], "tgt": [t[tgt] for t in batch["translation"]]}
 
         return ds.map(unpack, batched=True, remove_columns=ds.column_names)
+    if names[cfg.src] == names[cfg.tgt]:
+        raise DataError(_one_column_for_both(cfg, f"column {names[cfg.src]!r} of {where}"))
     missing = [f"{names[lang]!r}" for lang in (cfg.src, cfg.tgt) if names[lang] not in ds.column_names]
     if missing:
         raise DataError(

@@ -100,6 +100,17 @@ def _prepare(config_dict: dict[str, Any], vocab_state: dict | None):
     train_fingerprint = fingerprint(raw_train)
     train_ds, report = filter_pairs(raw_train, data.filter)
     log.info("%s/%s-%s train: %s", data.name, data.src, data.tgt, report)
+    if report.identical > report.total / 2:  # a column read for both sides, or an untranslated corpus
+        log.warning(
+            "%s/%s-%s train: %.0f%% of the pairs (%s of %s) have a source identical to its target, and a model "
+            "trained on them learns to copy; check data.src, data.tgt and data.columns (one column read for both?)",
+            data.name,
+            data.src,
+            data.tgt,
+            100 * report.identical / report.total,
+            f"{report.identical:,}",
+            f"{report.total:,}",
+        )
     if vocab_state is None:
         vocab = build_vocab(list(train_ds["src"]), list(train_ds["tgt"]), data.vocab)
     else:
