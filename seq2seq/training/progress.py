@@ -287,7 +287,7 @@ class SlowdownWatch:
     """Says once (train.log and console) when other programs slow training down, and the fix.
 
     Two signs: the load average exceeds the cores before training starts, or tokens/s falls under
-    a third of the best of the first windows, in two windows running. Torch's threads spin-wait
+    a third of the best of the first windows, in two windows in a row. Torch's threads spin-wait
     for each other, so a machine whose cores are busy elsewhere can train ten times slower with
     two threads than with one.
     """
