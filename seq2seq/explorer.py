@@ -14,7 +14,8 @@ histories from before) a row is its weights in per mille. A 2,000-sentence page 
 per model. The page merges pieces into words in the browser (sum over a source word's pieces,
 mean over an output word's rows: the AER view of :mod:`seq2seq.alignment`).
 
-The playback, the step panel and the training slider live in the page's script (``assets/``).
+The page's script lives in ``assets/``: ``explorer.js`` (the data, summary, length chart, sentence
+table and heatmaps) and ``steps.js`` (playback, the step panel, the training slider), inlined as one.
 
 Written by ``make eval`` (``RUN/eval/<mode>/explorer.html`` and the data as ``explorer.json``),
 by ``python -m seq2seq.evaluate --compare RUN_A RUN_B ...``, by the length study, and by
@@ -222,7 +223,7 @@ def write_page(path: str | Path, data: dict[str, Any]) -> Path:
     html = (
         _asset("explorer.html")
         .replace("__TITLE__", _escape(data["title"]))
-        .replace("__SCRIPT__", _asset("explorer.js"))
+        .replace("__SCRIPT__", _asset("explorer.js") + _asset("steps.js"))  # one script, in this order
         .replace("__DATA__", payload)  # last: the data may hold any of the markers
     )
     path.parent.mkdir(parents=True, exist_ok=True)
