@@ -179,7 +179,7 @@ class Bar:
 
     def epoch(self, epoch: int, batches: int, done: int) -> None:
         """A new (or resumed) epoch of ``batches`` batches, ``done`` of them trained already."""
-        self.bar.set_description(f"epoch {epoch + 1}", refresh=False)
+        self.bar.set_description(f"epoch {epoch + 1}")
         if not self.max_steps:
             self.bar.reset(total=batches)
             self.bar.update(done)
