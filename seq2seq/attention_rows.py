@@ -112,3 +112,23 @@ def weights_of(out: dict[str, Any], positions: int | None = None) -> list[dict[i
     if "att" in out:
         return [{j: p / 1000 for j, p in row} for row in out["att"]]
     return None
+
+
+def module_fields(modules: dict[str, Steps], reported: str | None = None) -> dict[str, dict[str, Any]]:
+    """A Transformer sentence's attention modules (:func:`seq2seq.lesson_layers.module_steps`) by name,
+    but ``reported``, the one the sentence's own ``att``/``heads``/``head_scores`` hold: the heads' mean
+    (``att``, sparse) and every score of every step per head (``head_scores``, full rows; each head's
+    weights are their softmax) where every score is finite, that is the encoder-decoder and the
+    encoder's self-attention; the decoder's self-attention scores the future -inf, so it keeps each
+    head's weights (``heads``, sparse) instead."""
+    out = {}
+    for name, steps in modules.items():
+        if name == reported:
+            continue
+        record: dict[str, Any] = {"att": sparse_rows(steps.weights)}
+        if name.startswith("decoder") and name.endswith(".self"):
+            record["heads"] = [sparse_rows(head.weights) for head in steps.heads]
+        else:
+            record["head_scores"] = [step_fields(head, full=True) for head in steps.heads]
+        out[name] = record
+    return out

@@ -274,7 +274,7 @@ class TrainConfig:
     lr_factor: float = 0.5  # plateau: multiply the LR by this ...
     lr_patience: int = 2  # ... after this many validations without BLEU improvement
     min_lr: float = 1e-5
-    warmup_steps: int | None = None  # linear warmup; unset: 1000 for scheduler=warmup, else the model's (LSTM 0, Transformer 800)
+    warmup_steps: int | None = None  # linear warmup; unset: 1000 (warmup), else the model's (LSTM 0, Transformer 800)
     decay_start: float = 0.0  # budget: hold the LR for this fraction of the budget, then decay linearly
     max_steps: int | None = None  # optimiser updates in total, counted across resumes
     max_epochs: int = 50

@@ -69,6 +69,10 @@ class Record:
     # multi-head attention: each head's own of the fields above ("sa", "m", "z", "cn", "vn", "ent",
     # "diag"); ``attention`` is then the mean over heads, what decoding reads
     heads: list[dict[str, Any]] | None = None
+    # a Transformer's other attention modules by name (seq2seq.attention_rows.module_fields): every layer's
+    # encoder-decoder attention, the encoder's and the decoder's self-attention; the fields above are the last
+    # layer's encoder-decoder attention, which decoding reports
+    modules: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"hyp": self.hyp, "sp": self.src_pieces, "op": self.out_pieces}
@@ -83,6 +87,7 @@ class Record:
             ("cn", self.context_norm),
             ("vn", self.value_norm),
             ("heads", self.heads),
+            ("modules", self.modules),
         ):
             if value is not None:
                 out[key] = round(value, 3) if isinstance(value, float) else value
@@ -116,6 +121,25 @@ def attention_info(wiring: str, score: str, key_size: int, heads: int = 1) -> di
     if heads > 1:
         info.update(heads=heads, head_formula=HEAD_FORMULAS[score], head_values=HEAD_VALUES)
     return info
+
+
+def transformer_info(cfg) -> dict[str, Any]:
+    """What the step panel says about a Transformer's attention: scaled dot products per head, in
+    ``layers`` decoder layers (cross) and encoder and decoder layers (self), and where the query comes from."""
+    heads = cfg.heads
+    return {
+        "type": "transformer",
+        "score": "scaled_dot",
+        "formula": FORMULAS["scaled_dot"],
+        "query": QUERIES["transformer"],
+        "d": cfg.d_model // heads,
+        "heads": heads,
+        "head_formula": "score_n(q, k) = (W_Q x)_nᵀ (W_K m)_n / √d,  d = a head's size"
+        + (" (+ a learned bias per offset)" if cfg.positions == "relative" else ""),
+        "head_values": "v_i here is head n's share of W_V m_i, and the head's context is W_O's n-th input",
+        "layers": {"encoder": cfg.encoder_layers, "decoder": cfg.decoder_layers},
+        "positions": cfg.positions,
+    }
 
 
 def row_statistics(weights) -> tuple[float, float]:

@@ -47,6 +47,8 @@ HEAD_VALUES = "v_i here is head n's share of W_V k_i, and the head's context is 
 QUERIES = {
     "bahdanau": "the previous decoder state s_{t-1} (attend, then update the LSTM)",
     "luong": "the new decoder state s_t (update the LSTM, then attend)",
+    "transformer": "the output position's state in this layer, after its self-attention over the output so far, "
+    "through W_Q (the keys and values: the encoder's output through W_K and W_V)",
 }
 
 

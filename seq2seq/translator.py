@@ -16,13 +16,15 @@ from typing import Any
 
 import torch
 
+from seq2seq.attention_rows import module_fields
 from seq2seq.config import Config
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import CheckpointError, Seq2SeqError
-from seq2seq.explorer import ModelView, Record, attention_info, page_data, record, write_page
+from seq2seq.explorer import ModelView, Record, attention_info, page_data, record, transformer_info, write_page
 from seq2seq.hardware import bound_kernel_caches, pick_device, resolve_precision
-from seq2seq.lesson import Steps, attention_steps, steps_taken
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.lesson import Steps, steps_taken
+from seq2seq.lesson_layers import last_cross, replay
+from seq2seq.model import Seq2Seq, Transformer, build_model, describe
 from seq2seq.search import Hypothesis, Search, decode_corpus_nbest
 from seq2seq.training.checkpoint import load_checkpoint
 
@@ -54,7 +56,7 @@ class Translator:
         try:
             config = Config.from_dict(payload["config"])
             vocab = Vocab.from_state_dict(payload["vocab"])
-            model = build_model(len(vocab.src), len(vocab.tgt), config.model, config.attention)
+            model = build_model(len(vocab.src), len(vocab.tgt), config.model, config.attention, vocab)
             model.load_state_dict(payload["model"])
         except (Seq2SeqError, KeyError, RuntimeError, TypeError, ValueError) as error:
             raise CheckpointError(
@@ -103,7 +105,10 @@ class Translator:
 
     @property
     def name(self) -> str:
-        """``bahdanau (concat)``, ``luong (general, input feeding)``, ``bahdanau (concat, 4 heads)``, ``none``."""
+        """``bahdanau (concat)``, ``luong (general, input feeding)``, ``bahdanau (concat, 4 heads)``, ``none``,
+        ``transformer (3+3 layers, d 256, 4 heads, sinusoidal positions, pre-norm)``."""
+        if isinstance(self.model, Transformer):
+            return describe(self.config)
         a = self.config.attention
         if a.type == "none":
             return "none"
@@ -114,6 +119,8 @@ class Translator:
     @property
     def attention_info(self) -> dict[str, str] | None:
         """The explorer's step-panel labels for this model (None for ``attention=none``)."""
+        if isinstance(self.model, Transformer):
+            return transformer_info(self.config.model)
         a = self.config.attention
         return attention_info(a.type, a.score, self.model.encoder.output_size, a.heads)
 
@@ -152,11 +159,14 @@ def explorer_records(
     every score for the first ``full`` sentences, those of weights of 2 % and more for the rest."""
     todo = [i for i, h in enumerate(hyps) if h is not None]
     steps: list[Steps | None] = [None] * len(sentences)
+    modules: list[dict[str, Any] | None] = [None] * len(sentences)  # a Transformer's other layers, full ones only
     if translator.model.has_attention and todo:
         src_ids = translator.vocab.encode_src([sentences[i] for i in todo])
-        outputs = [steps_taken(hyps[i]) for i in todo]
-        for i, st in zip(todo, attention_steps(translator.model, src_ids, outputs)):
-            steps[i] = st
+        reported, layered = replay(translator.model, src_ids, [steps_taken(hyps[i]) for i in todo])
+        for k, i in enumerate(todo):
+            steps[i] = reported[k]
+            if layered is not None and i < full:
+                modules[i] = module_fields(layered[k], reported=last_cross(translator.model))
     records = []
     for i, (sentence, hyp, ref, st) in enumerate(zip(sentences, hyps, refs, steps)):
         if hyp is None:  # a blank (or skipped) line
@@ -164,6 +174,7 @@ def explorer_records(
             continue
         src_pieces, out_pieces = translator.labels(sentence, hyp)
         records.append(record(translator.text(hyp), src_pieces, out_pieces, hyp.attention, ref, st, i < full))
+        records[-1].modules = modules[i]
     return records
 
 

@@ -44,6 +44,17 @@ TINY = [
     "train.precision=fp32",  # the same numerics on every machine; bf16 has its own test
 ]
 ATTENTIONS = ["none", "luong", "bahdanau"]
+# The Transformer at the same scale: two layers a side, the same data, batches and steps as TINY.
+TINY_TRANSFORMER = [
+    "model=transformer",
+    "model.d_model=32",
+    "model.heads=4",
+    "model.ff_size=64",
+    "model.encoder_layers=2",
+    "model.decoder_layers=2",
+    "train.warmup_steps=10",
+    *(o for o in TINY if not o.startswith(("model.", "attention."))),
+]
 
 
 def _devices() -> list[str]:

@@ -41,9 +41,9 @@ from seq2seq.errors import DataError
 class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention over N heads, with W_Q, W_K, W_V and W_O (Vaswani et al. 2017, Eq. 1 and 4).
 
-    ``record``, when a list, receives ``{"scores", "weights"}`` ``(B, N, T, S)`` of every call
-    (:func:`seq2seq.model.transformer.recording`), or the weights alone with ``record_scores``
-    False; a call that records, or is asked for weights, computes them explicitly instead of
+    ``record``, when a list, receives ``{"scores", "weights"}`` ``(B, N, T, S)``, ``"query"`` ``(B, N, T, h)``
+    and ``"values"`` ``(B, N, S, h)`` of every call (:func:`seq2seq.model.transformer.recording`), or the
+    weights alone with ``record_scores`` False; a call that records, or is asked for weights, computes them explicitly instead of
     through the fused kernel.
     """
 
@@ -52,7 +52,9 @@ class MultiHeadAttention(nn.Module):
         self.heads, self.head_size = heads, d_model // heads
         self.scale = 1.0 / math.sqrt(self.head_size)
         self.query_layer = nn.Linear(d_model, d_model)  # W_Q
-        self.key_layer = nn.Linear(d_model, d_model)  # W_K
+        # W_K has no bias: q . b is the same for every key, so the softmax ignores it; its gradient is zero
+        # up to rounding, which Adam would blow up into updates of pure noise
+        self.key_layer = nn.Linear(d_model, d_model, bias=False)  # W_K
         self.value_layer = nn.Linear(d_model, d_model)  # W_V
         self.output_layer = nn.Linear(d_model, d_model)  # W_O
         self.dropout = dropout
@@ -105,7 +107,8 @@ class MultiHeadAttention(nn.Module):
             weights = F.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)  # padding, future: exactly 0
             if self.record is not None:
                 kept = weights.detach()
-                self.record.append({"scores": scores.detach(), "weights": kept} if self.record_scores else kept)
+                call = {"scores": scores.detach(), "weights": kept, "query": q.detach(), "values": v.detach()}
+                self.record.append(call if self.record_scores else kept)
             heads = torch.matmul(F.dropout(weights, dropout, self.training), v)  # (B, N, T, h)
         else:
             attn_mask = mask if bias is None else bias.masked_fill(~mask, float("-inf")).to(q.dtype)

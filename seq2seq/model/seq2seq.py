@@ -11,12 +11,13 @@ from contextlib import AbstractContextManager, nullcontext
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seq2seq.config import AttentionConfig, ModelConfig, TransformerConfig
+from seq2seq.config import AttentionConfig, Config, ModelConfig, TransformerConfig
 from seq2seq.data.vocab import Vocab
 from seq2seq.model.attention import recording_heads
 from seq2seq.model.decoder import BahdanauDecoder, Decoder, LuongDecoder, PlainDecoder, State
 from seq2seq.model.encoder import Encoder, Memory
 from seq2seq.model.transformer import Transformer
+from seq2seq.model.transformer import describe as describe_transformer
 
 
 class Seq2Seq(nn.Module):
@@ -96,3 +97,14 @@ def build_model(
             shared = (vocab.src.to_spm, vocab.tgt.to_spm)
         return Transformer(src_vocab, tgt_vocab, cfg, shared)
     return Seq2Seq(src_vocab, tgt_vocab, cfg, att)
+
+
+def describe(config: Config) -> str:
+    """The model in a few words, for logs and pages: ``attention=bahdanau, 1 head``, ``attention=none``, or
+    ``transformer (3+3 layers, d 256, 4 heads, sinusoidal positions, pre-norm)``."""
+    if isinstance(config.model, TransformerConfig):
+        return describe_transformer(config.model)
+    att = config.attention
+    if att.type == "none":
+        return "attention=none"
+    return f"attention={att.type}, {att.heads} head{'s' if att.heads > 1 else ''}"

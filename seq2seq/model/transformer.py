@@ -231,9 +231,11 @@ class Transformer(nn.Module):
     def features(
         self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0
     ) -> tuple[Tensor, Tensor | None]:
-        """The decoder's output ``(B, T, d)`` for the whole of ``tgt_in`` at once (training's loss starts here)."""
-        features, _, _ = self.decoder(tgt_in, self.encode(src, src_lens))
-        return features, None
+        """The decoder's output ``(B, T, d)`` for the whole of ``tgt_in`` at once (training's loss starts here),
+        and outside training the last layer's cross-attention, mean over heads, ``(B, T, S)`` (for its
+        statistics); training asks for no weights, so its attention runs fused."""
+        features, _, weights = self.decoder(tgt_in, self.encode(src, src_lens), need_weights=not self.training)
+        return features, None if weights is None else weights.mean(1)
 
     def forward(
         self, src: Tensor, src_lens: Tensor, tgt_in: Tensor, teacher_forcing: float = 1.0

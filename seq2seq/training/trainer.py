@@ -26,7 +26,7 @@ from seq2seq.data.vocab import Vocab
 from seq2seq.errors import TrainingError
 from seq2seq.hardware import autocast, bound_kernel_caches, pick_device, resolve_precision
 from seq2seq.history import keep_until as keep_history_until
-from seq2seq.model import Seq2Seq, build_model
+from seq2seq.model import Seq2Seq, build_model, describe
 from seq2seq.tracking import Tracker, hparams_of
 from seq2seq.training.averaging import WeightAverage
 from seq2seq.training.distributed import Distributed
@@ -366,15 +366,8 @@ def _description(trainer: Trainer) -> str:
     precision = trainer.precision if tc.precision != "auto" else f"{trainer.precision} (precision=auto)"
     n_params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
     processes = f", {trainer.dist.world} processes" if trainer.dist.enabled else ""
-    heads = getattr(config.model, "heads", None)  # model=transformer: heads in every attention layer
-    if heads is not None:
-        attention = f"{config.model.family}, {_count(heads, 'head')}"
-    elif config.attention.type == "none":
-        attention = "attention=none"
-    else:
-        attention = f"attention={config.attention.type}, {_count(config.attention.heads, 'head')}"
     return (
-        f"model: {attention}, {n_params:.2f}M parameters, device {trainer.device}, "
+        f"model: {describe(config)}, {n_params:.2f}M parameters, device {trainer.device}, "
         f"{precision}, {_count(torch.get_num_threads(), 'thread')}{processes}"
     )
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from seq2seq.attention_rows import module_fields
 from seq2seq.config import TrainConfig
 from seq2seq.data.batching import collate, token_batches
 from seq2seq.data.prepare import Split
@@ -17,10 +17,10 @@ from seq2seq.explorer import sparse_rows
 from seq2seq.hardware import autocast
 from seq2seq.history import append as append_history
 from seq2seq.history import panel_fields
-from seq2seq.lesson import attention_steps, steps_taken
+from seq2seq.lesson import Steps, steps_taken
+from seq2seq.lesson_layers import replay
 from seq2seq.metrics import attention_statistics, corpus_scores
 from seq2seq.model import Seq2Seq
-from seq2seq.model.attention import recording_heads
 from seq2seq.plots import attention_figure, heads_figure
 from seq2seq.search import Search, decode_corpus
 from seq2seq.tracking import Tracker
@@ -43,7 +43,7 @@ def validate(
     for index in token_batches(lens_src, lens_tgt, tc.batch_tokens * 2, multiple=tc.pad_to_multiple):
         src, tgt = [data.src_ids[i] for i in index], [data.tgt_ids[i] for i in index]
         batch = collate(src, tgt, tc.pad_to_multiple).to(device)
-        recording = recording_heads(model.decoder.attention) if heads > 1 else nullcontext([])
+        recording = model.recording_heads()
         with autocast(precision, device), recording as calls:  # chunked like training: no (B, T, V) logits
             features, attention = model.features(batch.src, batch.src_lens, batch.tgt_in)
             nll_total += float(generator_loss(features, model.generator, batch.tgt_out)[1])
@@ -101,7 +101,7 @@ def log_examples(
     search = Search(max_ratio=tc.max_output_ratio, batch_size=len(src_ids), precision=precision, return_attention=True)
     hyps = decode_corpus(model, src_ids, device, search)
     # the decoder replayed over what it wrote (seq2seq.lesson): every score for the step panel, each head's weights
-    replayed = attention_steps(model, src_ids, [steps_taken(h) for h in hyps])
+    replayed, layered = replay(model, src_ids, [steps_taken(h) for h in hyps])
     entry = []
     for i, (ids, hyp) in enumerate(zip(src_ids, hyps)):
         src_labels = vocab.src_pieces(ids) + ["</s>"]
@@ -121,14 +121,36 @@ def log_examples(
             weights = [h.weights.numpy() for h in heads]
             tracker.figure(f"attention_heads/{i}", heads_figure(weights, src_labels, out_labels, title=title), step)
             sentence["heads"] = [sparse_rows(w) for w in weights]
+        if layered:  # a Transformer: every layer's attention, cross and self (seq2seq.lesson_layers)
+            sentence["modules"] = layer_pictures(tracker, layered[i], (src_labels, out_labels), title, (i, step))
         entry.append({**sentence, **panel_fields(replayed[i])})
     if history is not None:
         append_history(history, step, entry)
 
 
+def layer_pictures(
+    tracker: Tracker, modules: dict[str, Steps], labels: tuple[list[str], list[str]], title: str, at: tuple[int, int]
+) -> dict[str, Any]:
+    """A Transformer sentence's TensorBoard heatmaps, each head and their mean, for every encoder-decoder
+    attention (``attention_layers/decoder.<l>.cross/<i>``) and the encoder's self-attention
+    (``attention_layers/encoder.<l>.self/<i>``, the source over itself); returns every module's record
+    for the history (:func:`seq2seq.attention_rows.module_fields`)."""
+    src_labels, out_labels = labels
+    sentence, step = at
+    for name, steps in modules.items():
+        if name.endswith(".self") and name.startswith("decoder"):
+            continue  # the output over its own past: kept in the history, not drawn here
+        rows = src_labels if name.startswith("encoder") else out_labels
+        weights = [h.weights.numpy() for h in steps.heads]
+        fig = heads_figure(weights, src_labels, rows, title=f"{title}, {name}")
+        tracker.figure(f"attention_layers/{name}/{sentence}", fig, step)
+    last = max((n for n in modules if n.endswith(".cross")), key=lambda n: int(n.split(".")[1]))
+    return module_fields(modules, reported=last)
+
+
 def n_heads(model: Seq2Seq) -> int:
     """The model's attention heads (1 for one head and for ``attention=none``)."""
-    return model.decoder.attention.heads if model.decoder.attention is not None else 1
+    return model.heads
 
 
 def scalars(result: dict[str, Any]) -> dict[str, float]:
