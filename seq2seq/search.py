@@ -310,6 +310,8 @@ def decode_corpus_nbest(
         rows = order[start : start + search.batch_size]
         src, src_lens = source_tensor([src_ids[i] for i in rows])
         src, max_lens = src.to(device), max_output_lengths(src_lens, search.max_ratio)
+        if getattr(model, "max_output_length", None) is not None:  # a learned position table ends there
+            max_lens = max_lens.clamp(max=model.max_output_length)
         with autocast(search.precision, device):
             if search.beam == 1:
                 hyps = [[h] for h in greedy_search(model, src, src_lens, max_lens, search.return_attention)]

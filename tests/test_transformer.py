@@ -183,6 +183,16 @@ def test_a_learned_table_refuses_a_longer_input_in_one_line():
         model.encode(src, torch.tensor([70]))
 
 
+def test_decoding_with_a_learned_table_stops_at_its_end():
+    from seq2seq.search import Search, decode_corpus
+
+    model = tiny("learned")  # max_positions 64; an untrained model rarely writes EOS
+    src = [list(range(4, 40))]  # 36 tokens: 2 x 37 + 10 would pass the table's end
+    for beam in (1, 3):
+        (hyp,) = decode_corpus(model, src, torch.device("cpu"), Search(beam=beam, max_ratio=2.0))
+        assert len(hyp.tokens) <= 64
+
+
 def test_a_tiny_transformer_learns_to_reverse_a_sequence(one_thread):
     torch.manual_seed(0)
     cfg = TransformerConfig(d_model=32, heads=2, ff_size=64, encoder_layers=1, decoder_layers=1, dropout=0.0,

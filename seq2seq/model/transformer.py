@@ -199,6 +199,11 @@ class Transformer(nn.Module):
     def heads(self) -> int:
         return self.config.heads
 
+    @property
+    def max_output_length(self) -> int | None:
+        """The most positions the decoder can write: a learned table's length (search stops there), else None."""
+        return self.config.max_positions if self.config.positions == "learned" else None
+
     @contextmanager
     def recording_heads(self) -> Iterator[list[Tensor]]:
         """Within the block, each call of the last decoder layer's encoder-decoder attention (the one
