@@ -41,6 +41,15 @@ OUT = REPO / "outputs" / "peers"
 VENV = OUT / "venv"
 DEPS = "configargparse ctranslate2 fasttext-wheel flask pyahocorasick pyonmttok pyyaml rapidfuzz six spacy waitress"
 
+RUN = """\
+batch_type: sents
+batch_size: 64
+valid_steps: 1000000
+save_checkpoint_steps: 1000000
+report_every: 50
+seed: 1
+"""  # both models: batches of 64 sentences (~1,000 target tokens, as bench's peer rows), no validation
+
 MODEL = """\
 encoder_type: brnn
 decoder_type: rnn
@@ -54,12 +63,6 @@ input_feed: 1
 dropout: [0.2]
 optim: adam
 learning_rate: 0.001
-batch_type: sents
-batch_size: 64
-valid_steps: 1000000
-save_checkpoint_steps: 1000000
-report_every: 50
-seed: 1
 """
 
 # OpenNMT-py's Transformer at this project's default sizes (model=transformer): d 256, 3 + 3 layers,
@@ -86,12 +89,6 @@ adam_beta2: 0.998
 learning_rate: 0.001
 warmup_steps: 800
 decay_method: rsqrt
-batch_type: sents
-batch_size: 64
-valid_steps: 1000000
-save_checkpoint_steps: 1000000
-report_every: 50
-seed: 1
 """
 
 
@@ -188,7 +185,7 @@ def train(bin_dir: Path, data: Path, attention: str, steps: int) -> dict:
     ``attention`` is the LSTM model's (``mlp``, ``general``), or ``transformer`` for the Transformer."""
     name = f"{attention}_{steps}"
     config = OUT / f"{name}.yaml"
-    model = TRANSFORMER if attention == "transformer" else MODEL + f"global_attention: {attention}\n"
+    model = RUN + (TRANSFORMER if attention == "transformer" else MODEL + f"global_attention: {attention}\n")
     config.write_text(data_config(data) + model + f"train_steps: {steps}\nsave_model: {OUT}/{name}\n")
     log, peak = run([str(bin_dir / "onmt_train"), "-config", str(config)], OUT / f"{name}.log")
     rates = [int(m) for m in re.findall(r"\d+/\s*(\d+) tok/s", log)]  # "src/tgt tok/s" per report
