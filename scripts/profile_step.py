@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import PEER, PEER_BATCH_TOKENS, VARIANTS
+from bench import PEER_BATCH_TOKENS, VARIANTS
 
 from seq2seq.errors import Seq2SeqError
 
@@ -33,7 +33,7 @@ def profile(variant: str, precision: str, steps: int, rows: int) -> str:
     from seq2seq.overrides import compose
     from seq2seq.training import Trainer
 
-    overrides = [*PEER, *VARIANTS[variant], f"train.precision={precision}", f"train.batch_tokens={PEER_BATCH_TOKENS}"]
+    overrides = [*VARIANTS[variant], f"train.precision={precision}", f"train.batch_tokens={PEER_BATCH_TOKENS}"]
     config = compose([*overrides, "train.device=cpu"])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, Path(tmp))
