@@ -12,6 +12,8 @@ Two forms of a row of attention ``(T, S)``:
 
 :func:`step_fields` gives one replayed sentence (:class:`seq2seq.lesson.Steps`) in the page's
 record keys (``sa``, ``m``, ``z``, ``cn``, ``vn``), and :func:`weights_of` reads either form back.
+:func:`module_fields` keeps a Transformer sentence's other attention modules (every layer, self and cross),
+and :func:`module_weights` turns them into the weights the training slider draws.
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ def weights_of(out: dict[str, Any], positions: int | None = None) -> list[dict[i
     return None
 
 
+def dense_rows(out: dict[str, Any], positions: int) -> list[list[float]]:
+    """A stored record's weights ``(T, positions)`` as plain rows (:func:`weights_of`)."""
+    return [[row.get(j, 0.0) for j in range(positions)] for row in weights_of(out, positions)]
+
+
 def module_fields(modules: dict[str, Steps], reported: str | None = None) -> dict[str, dict[str, Any]]:
     """A Transformer sentence's attention modules (:func:`seq2seq.lesson_layers.module_steps`) by name,
     but ``reported``, the one the sentence's own ``att``/``heads``/``head_scores`` hold: the heads' mean
@@ -131,4 +138,17 @@ def module_fields(modules: dict[str, Steps], reported: str | None = None) -> dic
         else:
             record["head_scores"] = [step_fields(head, full=True) for head in steps.heads]
         out[name] = record
+    return out
+
+
+def module_weights(modules: dict[str, dict[str, Any]], positions: int) -> dict[str, dict[str, Any]]:
+    """A history sentence's modules (:func:`module_fields`) as the training slider draws them: each module's
+    mean (``att``) and each head's weights (``heads``), sparse; a head kept as scores becomes its softmax over
+    ``positions`` source pieces (the encoder-decoder and the encoder's self-attention are over the source)."""
+    out = {}
+    for name, module in modules.items():
+        heads = module.get("heads")
+        if "head_scores" in module:
+            heads = [sparse_rows(dense_rows(head, positions)) for head in module["head_scores"]]
+        out[name] = {"att": module["att"], **({"heads": heads} if heads else {})}
     return out

@@ -15,7 +15,8 @@ per model. The page merges pieces into words in the browser (sum over a source w
 mean over an output word's rows: the AER view of :mod:`seq2seq.alignment`).
 
 The page's script lives in ``assets/``: ``explorer.js`` (the data, summary, length chart, sentence
-table and heatmaps) and ``steps.js`` (playback, the step panel, the training slider), inlined as one.
+table and heatmaps), ``layers.js`` (a Transformer's module picker: every layer's cross- and self-attention)
+and ``steps.js`` (playback, the step panel, the training slider), inlined as one.
 
 Written by ``make eval`` (``RUN/eval/<mode>/explorer.html`` and the data as ``explorer.json``),
 by ``python -m seq2seq.evaluate --compare RUN_A RUN_B ...``, by the length study, and by
@@ -36,11 +37,14 @@ from typing import Any
 import torch
 from sacrebleu.metrics import CHRF
 
-from seq2seq.attention_rows import scored_rows, sparse_rows, step_fields, weights_of
+from seq2seq.attention_rows import dense_rows, module_weights, scored_rows, sparse_rows, step_fields, weights_of
+from seq2seq.config import Config
 from seq2seq.errors import Seq2SeqError
 from seq2seq.history import page_history
+from seq2seq.history import read as read_history
 from seq2seq.lesson import FORMULAS, HEAD_FORMULAS, HEAD_VALUES, QUERIES, Steps
 from seq2seq.metrics import attention_statistics
+from seq2seq.model import describe
 from seq2seq.runs import find_latest_run, run_attention
 
 __all__ = ["Record", "ModelView", "page_data", "record", "run_page", "scored_rows", "sparse_rows", "weights_of"]
@@ -125,7 +129,8 @@ def attention_info(wiring: str, score: str, key_size: int, heads: int = 1) -> di
 
 def transformer_info(cfg) -> dict[str, Any]:
     """What the step panel says about a Transformer's attention: scaled dot products per head, in
-    ``layers`` decoder layers (cross) and encoder and decoder layers (self), and where the query comes from."""
+    ``layers`` decoder layers (cross) and encoder and decoder layers (self), where each module's query
+    comes from (the page says why the decoder's self-attention shows weights but no scores)."""
     heads = cfg.heads
     return {
         "type": "transformer",
@@ -134,12 +139,23 @@ def transformer_info(cfg) -> dict[str, Any]:
         "query": QUERIES["transformer"],
         "d": cfg.d_model // heads,
         "heads": heads,
-        "head_formula": "score_n(q, k) = (W_Q x)_nᵀ (W_K m)_n / √d,  d = a head's size"
-        + (" (+ a learned bias per offset)" if cfg.positions == "relative" else ""),
+        "head_formula": "score_n(q, k) = (W_Q x)_nᵀ (W_K m)_n / √d,  d = a head's size",
         "head_values": "v_i here is head n's share of W_V m_i, and the head's context is W_O's n-th input",
+        "self_formula": f"score_n(t, j) = (W_Q x_t)_nᵀ (W_K x_j)_n / √d{SELF_BIAS.get(cfg.positions, '')},  d = a head's size",
+        "self_values": "v_j here is head n's share of W_V x_j, and the head's context is W_O's n-th input",
+        "self_query": SELF_QUERIES,
         "layers": {"encoder": cfg.encoder_layers, "decoder": cfg.decoder_layers},
         "positions": cfg.positions,
     }
+
+
+SELF_QUERIES = {  # x: a position's state entering the layer (after its layer norm with norm=pre)
+    "encoder": "the source position's state entering this encoder layer, through W_Q (the keys and values: "
+    "every source position's state in the same layer, through W_K and W_V)",
+    "decoder": "the output position's state entering this decoder layer, through W_Q (the keys and values: "
+    "the output positions up to this one in the same layer, through W_K and W_V)",
+}
+SELF_BIAS = {"relative": " + b_n(j − t), a learned bias per offset", "rope": ", q and k rotated by position"}
 
 
 def row_statistics(weights) -> tuple[float, float]:
@@ -193,11 +209,6 @@ def _head(fields: dict[str, Any], weights) -> dict[str, Any]:
     return {**fields, "ent": round(entropy, 3), "diag": round(diagonal, 3)}
 
 
-def _dense(fields: dict[str, Any], S: int) -> list[list[float]]:
-    """A stored record's weights ``(T, S)`` as plain rows (:func:`weights_of`)."""
-    return [[row.get(j, 0.0) for j in range(S)] for row in weights_of(fields, S)]
-
-
 def page_data(
     title: str,
     sentences: Sequence[dict[str, Any]],
@@ -247,7 +258,7 @@ def write_page(path: str | Path, data: dict[str, Any]) -> Path:
     html = (
         _asset("explorer.html")
         .replace("__TITLE__", _escape(data["title"]))
-        .replace("__SCRIPT__", _asset("explorer.js") + _asset("steps.js"))  # one script, in this order
+        .replace("__SCRIPT__", "".join(_asset(f"{name}.js") for name in SCRIPTS))
         .replace("__DATA__", payload)  # last: the data may hold any of the markers
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,21 +294,49 @@ def run_page(run_dir: str | Path, out: str | Path | None = None) -> Path:
     over every validation (``python -m seq2seq.explorer RUN``; ``make eval``'s page has the same
     slider beside the test sentences)."""
     run_dir = Path(run_dir)
-    a = run_attention(run_dir)
-    history, note = page_history(run_dir, panel=True) if a.wiring != "none" else (None, NO_ATTENTION)
+    name, info = _run_model(run_dir)
+    history, note = page_history(run_dir, panel=True) if info is not None else (None, NO_ATTENTION)
     sentences: list[dict[str, Any]] = []
     records: list[Record] = []
     if history is not None:
         panel = history.pop("panel")
-        for s, frame, fields in zip(history["sentences"], history["frames"][-1], panel):
+        modules = history_modules(run_dir, history) if info["type"] == "transformer" else [None] * len(panel)
+        for s, frame, fields, layered in zip(history["sentences"], history["frames"][-1], panel, modules):
             sentences.append({"split": "valid", "src": s["src"]})
             records.append(_history_record(s["sp"], frame, fields))
-    info = attention_info(a.wiring, a.score, a.key_size, a.heads)
+            records[-1].modules = layered
     if info is not None and not all(r.scored or (r.heads and "sa" in r.heads[0]) for r in records):
         info["no_scores"] = NO_SCORES
-    title = f"{run_dir.name}: {a.name}, attention over training"
-    data = page_data(title, sentences, [ModelView(a.name, records, attention=info)], (), history, note)
+    title = f"{run_dir.name}: {name}, attention over training"
+    data = page_data(title, sentences, [ModelView(name, records, attention=info)], (), history, note)
     return write_page(out or run_dir / "explorer.html", data)
+
+
+def _run_model(run_dir: Path) -> tuple[str, dict[str, Any] | None]:
+    """A run's model name and its step panel's labels (:func:`transformer_info`, :func:`attention_info`)."""
+    try:
+        raw = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        transformer = raw["model"].get("family") == "transformer"
+    except (OSError, ValueError, KeyError, AttributeError):
+        transformer = False  # run_attention says what is wrong with the run directory
+    if transformer:
+        config = Config.from_dict(raw)
+        return describe(config), transformer_info(config.model)
+    a = run_attention(run_dir)
+    return a.name, attention_info(a.wiring, a.score, a.key_size, a.heads)
+
+
+def history_modules(run_dir: str | Path, history: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """A Transformer run's other attention modules, from its history's lines: into every frame of ``history``
+    (:func:`seq2seq.history.page_history`) as weights, for the slider (:func:`module_weights`), and returned
+    for the last validation's sentences as the history keeps them (every score), for the page's records."""
+    by_step = {entry["step"]: entry["sentences"] for entry in read_history(run_dir)[0]}
+    for step, frames in zip(history["steps"], history["frames"]):
+        for s, frame in zip(by_step.get(step, []), frames):
+            if isinstance(s.get("modules"), dict):
+                frame["modules"] = module_weights(s["modules"], len(s.get("sp", ())))
+    last, n = by_step.get(history["steps"][-1], []), len(history["sentences"])
+    return [last[i].get("modules") if i < len(last) else None for i in range(n)]
 
 
 def _history_record(sp: list[str], frame: dict[str, Any], fields: dict[str, Any]) -> Record:
@@ -305,10 +344,10 @@ def _history_record(sp: list[str], frame: dict[str, Any], fields: dict[str, Any]
     rec = Record(frame["hyp"], sp, frame["op"])
     if "head_scores" in fields:
         rec.attention = frame["att"]
-        rec.heads = [_head(head, _dense(head, len(sp))) for head in fields["head_scores"]]
+        rec.heads = [_head(head, dense_rows(head, len(sp))) for head in fields["head_scores"]]
     elif "sa" in fields:
         rec.set_scores(fields)
-        rec.entropy, rec.diagonal = row_statistics(_dense(fields, len(sp)))
+        rec.entropy, rec.diagonal = row_statistics(dense_rows(fields, len(sp)))
     else:  # a history from before it kept scores: the weights alone
         rec.attention = frame["att"]
         rec.heads = [{"att": rows} for rows in frame["heads"]] if frame.get("heads") else None
@@ -350,6 +389,7 @@ def _escape(text: str) -> str:
 
 DATA_OPEN = '<script id="data" type="application/json">'
 ASSETS = Path(__file__).parent / "assets"  # the page's HTML and CSS, and its script
+SCRIPTS = ("explorer", "layers", "steps")  # one script, in this order (steps.js starts the page)
 
 
 def _asset(name: str) -> str:

@@ -6,6 +6,7 @@ browser). Each page is opened from disk as a file; every request the page makes 
 any request that is not the page itself, any script error and any console error fails the test.
 """
 
+import json
 import math
 import shutil
 
@@ -439,4 +440,164 @@ def test_the_run_page_of_make_explore_holds_every_score_of_its_sentences(browser
     text, rows = panel_numbers(p.view().locator("details.panel"))
     assert "Every score of this step is stored" in text and "holds no scores" not in text
     assert len(rows) == len(out["sp"])
+    p.clean()
+
+
+# -- a Transformer: every layer's cross- and self-attention, by module and head -----------------------
+
+
+@pytest.fixture(scope="module")
+def transformer(corpus_root, tmp_path_factory):
+    """A tiny Transformer run, its translation page (every module of every sentence), a page whose later
+    sentences keep only the reported module, and its make explore page (the slider over its history)."""
+    from conftest import TINY_TRANSFORMER, compose
+    from seq2seq.explorer import run_page, write_page
+    from seq2seq.training import train
+    from seq2seq.translator import Translator, explorer_records, translation_page
+
+    run = tmp_path_factory.mktemp("transformer") / "transformer"
+    train(compose([*TINY_TRANSFORMER, f"data.root={corpus_root}", "train.max_steps=30"]), run)
+    explore = run_page(run, run / "explore.html")
+    translator = Translator.from_checkpoint(run / "best.pt")
+    sentences = [s["src"] for s in read_page_data(explore)["sentences"]]
+    full = translator.write_page(run / "page.html", sentences)
+    hyps = [h[0] for h in translator.nbest(sentences, return_attention=True)]
+    records = explorer_records(translator, sentences, hyps, [None] * len(sentences), full=1)
+    mixed = write_page(run / "mixed.html", translation_page(translator, sentences, records))
+    return {"run": run, "full": full, "mixed": mixed, "explore": explore}
+
+
+MODULES = {  # a 2+2-layer Transformer's modules, as the picker lists them
+    "decoder.0.cross": "cross-attention layer 1 of 2",
+    "decoder.1.cross": "cross-attention layer 2 of 2 (last: what decoding reports)",
+    "encoder.0.self": "encoder self-attention layer 1 of 2",
+    "encoder.1.self": "encoder self-attention layer 2 of 2",
+    "decoder.0.self": "decoder self-attention layer 1 of 2",
+    "decoder.1.self": "decoder self-attention layer 2 of 2",
+}
+
+
+def heat_labels(p, where):
+    rows = p.page.locator(f"{where} table.heat th.out").all_inner_texts()
+    return rows, p.page.locator(f"{where} table.heat th.src").all_inner_texts()
+
+
+def test_the_module_picker_lists_every_module_and_shows_the_source_attending_to_itself(browser, transformer):
+    data = read_page_data(transformer["full"])
+    out = data["sentences"][0]["out"][0]
+    p = Opened(browser, transformer["full"], "#sentence=0")
+    assert p.page.is_visible("#module-pick") and p.page.inner_text("#module-pick").startswith("attention:")
+    options = p.page.locator("#module option")
+    assert options.evaluate_all("ns => ns.map(n => n.value)") == list(MODULES)
+    assert options.all_inner_texts() == list(MODULES.values())
+    assert p.page.input_value("#module") == "decoder.1.cross"  # what decoding reports, as an LSTM page shows
+    view = '#views .view[data-model="0"]'
+    assert heat_labels(p, view) == (out["op"], out["sp"])
+    p.page.select_option("#module", "encoder.0.self")
+    S = len(out["sp"])
+    assert heat_labels(p, view) == (out["sp"], out["sp"])  # source x source
+    assert "source attends to itself" in p.page.inner_text("#module-note")
+    assert "encoder self-attention layer 1 of 2 · mean of 4 heads" in p.view().locator("h3").inner_text()
+    cells = heat_cells(p, view)
+    want = [dense_row(row, S) for row in out["modules"]["encoder.0.self"]["att"]]
+    assert len(cells) == S * S and all(abs(w - want[r][c]) <= 1e-3 for (r, c), w in cells.items())
+    assert p.view().locator("svg.flow text.src").count() == p.view().locator("svg.flow text.out").count() == S
+    p.clean()
+
+
+def test_a_chosen_layer_and_head_drive_the_panel_whose_softmax_is_the_weights(browser, transformer):
+    data = read_page_data(transformer["full"])
+    out = data["sentences"][0]["out"][0]
+    S = len(out["sp"])
+    p = Opened(browser, transformer["full"], "#sentence=0")
+    view, panels = '#views .view[data-model="0"]', set()
+    for name, h in (("encoder.1.self", 0), ("encoder.0.self", 3), ("decoder.0.cross", 2), ("decoder.1.cross", 1)):
+        p.page.select_option("#module", name)
+        p.page.select_option("#head", str(h))
+        head = out["heads"][h] if name == "decoder.1.cross" else out["modules"][name]["head_scores"][h]
+        cells, want = heat_cells(p, view), weights_of(head, S)
+        assert all(abs(cells[(t, j)] - w) <= 1e-3 for t, row in enumerate(want) for j, w in row.items())
+        for t in (0, 1, 2):
+            p.page.evaluate(f"setStep({t})")
+            text, rows = panel_numbers(p.view().locator("details.panel"))
+            assert f"head {h + 1} of 4" in text and "Every score of this step is stored" in text and len(rows) == S
+            assert MODULES[name].split(" (")[0] in p.view().locator("details.panel .query").inner_text()
+            top = max(s for _, s, _ in rows)
+            total = sum(math.exp(s - top) for _, s, _ in rows)
+            assert all(abs(math.exp(s - top) / total - w) <= 0.0005 + 1e-9 for _, s, w in rows), (name, h, t)
+            assert_no_contradicted_inequality(text)
+            panels.add(text)
+        if name.startswith("encoder"):
+            assert "W_K x_j" in text and p.view().locator("details.panel summary").inner_text().startswith(
+                "Inside source position 3"
+            )
+    assert len(panels) == 12  # every module, head and step shows its own numbers
+    p.clean()
+
+
+def test_decoder_self_attention_is_causal_and_shows_its_weights_only(browser, transformer):
+    data = read_page_data(transformer["full"])
+    out = data["sentences"][0]["out"][0]
+    T = len(out["op"])
+    p = Opened(browser, transformer["full"], "#sentence=0")
+    view = '#views .view[data-model="0"]'
+    for h in ("-1", "1"):
+        p.page.select_option("#module", "decoder.1.self")
+        p.page.select_option("#head", h)
+        rows, cols = heat_labels(p, view)
+        assert rows == out["op"] and cols == ["<s>", *out["op"][:-1]]  # the decoder reads what it wrote before
+        cells = heat_cells(p, view)
+        assert len(cells) == T * T and all(w == 0 for (t, j), w in cells.items() if j > t)  # the future: exactly 0
+        assert all(abs(sum(w for (t, _), w in cells.items() if t == r) - 1) <= 0.06 for r in range(T))
+        stored = out["modules"]["decoder.1.self"]
+        want = stored["att"] if h == "-1" else stored["heads"][int(h)]
+        assert all(abs(cells[(t, j)] - pm / 1000) <= 1e-3 for t, row in enumerate(want) for j, pm in row)
+        for t in (0, 2):
+            p.page.evaluate(f"setStep({t})")
+            panel = p.view().locator("details.panel")
+            text = panel.inner_text()
+            assert "Weights only" in text and "−∞" in text and "no softmax to redo" in text
+            assert panel.locator("td.score").count() == 0 and panel.locator("tr.future").count() == T - 1 - t
+    assert "above the diagonal is 0" in p.page.inner_text("#module-note")
+    p.clean()
+
+
+def test_a_sentence_keeping_only_the_reported_module_says_so_and_which_keep_all(browser, transformer):
+    data = read_page_data(transformer["mixed"])
+    assert "modules" in data["sentences"][0]["out"][0] and "modules" not in data["sentences"][1]["out"][0]
+    p = Opened(browser, transformer["mixed"], "#sentence=1")
+    p.page.select_option("#module", "encoder.0.self")
+    note = p.page.inner_text("#module-note")
+    assert "only the last layer's cross-attention" in note and "Every module is kept for sentence 0." in note
+    assert p.view().locator("table.heat").count() == 0 and "only the last layer" in p.view().inner_text()
+    p.page.select_option("#module", "decoder.1.cross")  # the one it keeps
+    assert p.view().locator("table.heat").count() == 1
+    p.page.click('#sentences tr.row[data-index="0"]')
+    p.page.select_option("#module", "encoder.0.self")
+    assert p.view().locator("table.heat").count() == 1 and "only the last" not in p.page.inner_text("#module-note")
+    p.clean()
+
+
+def test_the_training_slider_follows_the_module_and_head_picker(browser, transformer):
+    data = read_page_data(transformer["explore"])
+    history = [json.loads(line) for line in (transformer["run"] / HISTORY_FILE).read_text().splitlines()]
+    assert len(data["history"]["steps"]) == len(history) == 2
+    p = Opened(browser, transformer["explore"], "#sentence=0")
+    for name, h in (("encoder.1.self", 2), ("decoder.0.cross", 0), ("decoder.0.self", 3)):
+        p.page.select_option("#module", name)
+        p.page.select_option("#head", str(h))
+        assert p.page.inner_text("#train-module").startswith("Showing " + MODULES[name].split(" (")[0])
+        for k in (1, 0):
+            p.page.locator("#train-step").fill(str(k))
+            s = history[k]["sentences"][0]
+            module = s["modules"][name]
+            S = len(s["sp"]) if name.endswith("cross") or name.startswith("encoder") else len(s["op"])
+            want = (
+                [{j: pm / 1000 for j, pm in row} for row in module["heads"][h]]
+                if "heads" in module
+                else weights_of(module["head_scores"][h], S)
+            )
+            cells = heat_cells(p, "#train-frame")
+            assert len(cells) == len(want) * S
+            assert all(abs(w - want[r].get(c, 0.0)) <= 2e-3 for (r, c), w in cells.items()), (name, k)
     p.clean()

@@ -1,6 +1,7 @@
 """The attention explorer: the page's embedded data against the report, the model and the commands."""
 
 import io
+import json
 import math
 import shutil
 import sys
@@ -8,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY, compose, events
+from conftest import TINY, TINY_TRANSFORMER, compose, events
 from seq2seq.attention_rows import scored_rows
 from seq2seq.evaluate import evaluate_run
 from seq2seq.evaluate import main as evaluate_main
@@ -176,3 +177,105 @@ def test_validation_logs_attention_statistics(trained_run):
     assert {"valid/attention_entropy", "valid/attention_diagonal"} <= scalars
     entropy = [e.value for e in events(trained_run).Scalars("valid/attention_entropy")]
     assert all(0 < v < 5 for v in entropy)
+
+
+# -- a Transformer's modules: every layer's cross- and self-attention on the page -------------------
+
+
+def _steps(T, S, heads=4, causal=False, seed=0):
+    """A module's Steps as seq2seq.lesson_layers gives them: per head raw scores and their softmax, the mean."""
+    from seq2seq.lesson import Steps
+
+    g = torch.Generator().manual_seed(seed)
+    per_head = []
+    for _ in range(heads):
+        scores = torch.randn(T, S, generator=g) * 2
+        if causal:
+            scores = scores.masked_fill(torch.ones(T, S).triu(1).bool(), float("-inf"))
+        per_head.append(Steps(scores, scores.softmax(-1), torch.rand(T), torch.rand(T), torch.rand(S)))
+    mean = torch.stack([h.weights for h in per_head]).mean(0)
+    return Steps(mean.clamp(min=1e-30).log(), mean, torch.rand(T), torch.rand(T), torch.rand(S), heads=per_head)
+
+
+def _layered(T, S, seed=0):
+    """One sentence of a 2+2-layer Transformer: every module but the reported one (decoder.1.cross)."""
+    from seq2seq.attention_rows import module_fields
+
+    modules = {
+        "encoder.0.self": _steps(S, S, seed=seed),
+        "encoder.1.self": _steps(S, S, seed=seed + 1),
+        "decoder.0.self": _steps(T, T, causal=True, seed=seed + 2),
+        "decoder.0.cross": _steps(T, S, seed=seed + 3),
+        "decoder.1.self": _steps(T, T, causal=True, seed=seed + 4),
+        "decoder.1.cross": _steps(T, S, seed=seed + 5),
+    }
+    return modules, module_fields(modules, reported="decoder.1.cross")
+
+
+def test_module_weights_are_each_heads_softmax_and_the_causal_heads_as_kept():
+    from seq2seq.attention_rows import module_weights
+
+    steps, fields = _layered(T=5, S=7)
+    weights = module_weights(fields, positions=7)
+    assert set(weights) == set(fields) == set(steps) - {"decoder.1.cross"}
+    for name, module in weights.items():
+        assert module["att"] == fields[name]["att"] and "head_scores" not in module
+        for head, rows in zip(steps[name].heads, module["heads"]):
+            cols = head.weights.size(1)
+            for t, row in enumerate(rows):
+                got = dense_row_weights(row, cols)
+                assert all(abs(got[j] - float(head.weights[t, j])) <= 2e-3 for j in range(cols)), (name, t)
+    assert weights["decoder.0.self"]["heads"] == fields["decoder.0.self"]["heads"]  # weights already
+    assert all(j <= t for rows in weights["decoder.1.self"]["heads"] for t, row in enumerate(rows) for j, _ in row)
+
+
+def dense_row_weights(row, S):
+    out = [0.0] * S
+    for j, p in row:
+        out[j] = p / 1000
+    return out
+
+
+def test_the_run_page_of_a_transformer_keeps_every_module_for_the_panel_and_the_slider(tmp_path):
+    from seq2seq.attention_rows import sparse_rows
+    from seq2seq.explorer import run_page
+    from seq2seq.history import append, panel_fields
+
+    (tmp_path / "config.json").write_text(json.dumps(compose(TINY_TRANSFORMER).to_dict()))
+    sp, op = ["▁a", "▁b", "c", "▁d", "▁e", "f", "</s>"], ["▁x", "▁y", "▁z", "w", "</s>"]
+    entries = {}
+    for step, seed in ((20, 0), (40, 10)):
+        steps, fields = _layered(T=len(op), S=len(sp), seed=seed)
+        reported = steps["decoder.1.cross"]
+        sentence = {"src": "a b c", "sp": sp, "hyp": "x y z", "op": op, "att": sparse_rows(reported.weights)}
+        sentence["heads"] = [sparse_rows(h.weights) for h in reported.heads]
+        entries[step] = (steps, {**sentence, "modules": fields, **panel_fields(reported)})
+        append(tmp_path, step, [entries[step][1], {**sentence, "src": "no modules", **panel_fields(reported)}])
+    data = read_page_data(run_page(tmp_path, tmp_path / "page.html"))
+    model = data["models"][0]
+    assert model["name"] == "transformer (2+2 layers, d 32, 4 heads, sinusoidal positions, pre-norm)"
+    a = model["attention"]
+    assert a["type"] == "transformer" and a["layers"] == {"encoder": 2, "decoder": 2} and "no_scores" not in a
+    assert "W_K x_j" in a["self_formula"] and set(a["self_query"]) == {"encoder", "decoder"}
+    first, second = (s["out"][0] for s in data["sentences"])
+    assert first["modules"] == entries[40][1]["modules"] and "modules" not in second  # the last validation's
+    assert len(first["heads"]) == 4 and "sa" in first["heads"][0]  # the reported module's scores, as before
+    frames = data["history"]["frames"]
+    for k, step in enumerate((20, 40)):
+        assert "modules" not in frames[k][1]
+        got = frames[k][0]["modules"]["encoder.1.self"]["heads"][2]  # head 3's weights, from its scores
+        want = entries[step][0]["encoder.1.self"].heads[2].weights
+        assert all(abs(p / 1000 - float(want[t, j])) <= 2e-3 for t, row in enumerate(got) for j, p in row)
+
+
+def test_transformer_info_puts_the_position_bias_on_self_attention_only():
+    from seq2seq.explorer import transformer_info
+
+    for positions, marker in (("sinusoidal", None), ("relative", "b_n(j − t)"), ("rope", "rotated")):
+        info = transformer_info(compose([*TINY_TRANSFORMER_MODEL, f"model.positions={positions}"]).model)
+        assert info["d"] == 8 and info["heads"] == 4 and info["positions"] == positions
+        assert "b_n" not in info["head_formula"] and "rotated" not in info["head_formula"]  # cross: no positions
+        assert marker is None or marker in info["self_formula"]
+
+
+TINY_TRANSFORMER_MODEL = ["model=transformer", "model.d_model=32", "model.heads=4", "model.ff_size=64"]

@@ -16,8 +16,9 @@ function svgNode(parent, tag, attrs, text) {
 
 function short(label) { const s = label.replace(/\u2581/g, ""); return s.length > 9 ? s.slice(0, 8) + "…" : s || "␣"; }
 
-function flow(mx, attends) {
-  // source labels on top, output labels below, one line per source label from the current output
+function flow(mx, attends, kind) {
+  // source labels on top, output labels below, one line per source label from the current output (a
+  // Transformer's self-attention: the keys on top, the queries below; the encoder's has no future)
   const gap = 58, n = Math.max(mx.src.length, mx.out.length, 1), W = 24 + gap * n, H = 150;
   const wrap = el("div", { class: "flow-wrap" });
   const svg = document.createElementNS(SVG, "svg");
@@ -28,12 +29,13 @@ function flow(mx, attends) {
   const links = svgNode(svg, "g", { class: "links" });
   const srcText = mx.src.map((p, j) => svgNode(svg, "text", { class: "src", x: sx(j), y: 18, "data-col": j }, short(p)));
   const outText = mx.out.map((p, t) => svgNode(svg, "text", { class: "out future", x: ox(t), y: H - 10, "data-row": t }, short(p)));
-  svgNode(svg, "text", { x: 2, y: 32, "font-size": 10, fill: "#777" }, "source");
-  svgNode(svg, "text", { x: 2, y: H - 26, "font-size": 10, fill: "#777" }, "output");
+  const axes = { self: ["source (keys)", "source (queries)"], causal: ["decoder inputs (keys)", "output (queries)"] }[kind] || ["source", "output"];
+  svgNode(svg, "text", { x: 2, y: 32, "font-size": 10, fill: "#777" }, axes[0]);
+  svgNode(svg, "text", { x: 2, y: H - 26, "font-size": 10, fill: "#777" }, axes[1]);
   wrap.appendChild(svg);
   const show = (t) => {
     outText.forEach((node, k) => {
-      node.setAttribute("class", "out" + (k > t ? " future" : k === t ? " now" : ""));
+      node.setAttribute("class", "out" + (k > t && kind !== "self" ? " future" : k === t ? " now" : ""));
     });
     srcText.forEach((node) => node.setAttribute("class", "src"));
     links.replaceChildren();
@@ -85,7 +87,7 @@ function panel(model, o, mx) {
   box.appendChild(body);
   const show = (t) => {
     const r = mx.pieceOf[t];  // the piece row behind displayed row t
-    title.textContent = "Inside step " + (r + 1) + ": output " + JSON.stringify(o.op[r].replace(/\u2581/g, " ").trim() || o.op[r]) + " — query, scores, softmax, context";
+    title.textContent = "Inside " + (o.kind === "self" ? "source position " : "step ") + (r + 1) + ": " + (o.kind === "self" ? "source " : "output ") + JSON.stringify(o.op[r].replace(/\u2581/g, " ").trim() || o.op[r]) + " — query, scores, softmax, context";
     body.replaceChildren(...panelLines(model.attention, o, r));
   };
   return { node: box, show };
@@ -93,17 +95,19 @@ function panel(model, o, mx) {
 
 function panelLines(a, o, r) {
   const muted = (text) => el("div", { class: "muted" }, text);
-  if (a && o.heads && o.head === undefined) return [muted("The mean over the " + o.heads.length + " heads (what decoding reads) is no single softmax: choose a head above to see its query, scores and softmax.")];
+  if (a && o.kind === "causal") return causalLines(a, o, r);
+  if (a && o.heads && o.head === undefined) return [muted(meanNote(a, o))];
   if (!a) return [muted("attention=none: no query, no scores — the decoder reads one fixed summary of the source.")];
   if (!o.sa) return [muted(a.no_scores || "This page keeps this sentence's attention weights but not the raw scores the panel starts from (a page written before the step panel).")];
   const row = o.sa[r], m = o.m[r], Z = zOf(o, r), S = o.sp.length, full = isFull(row, o);
   const lines = [el("div", { class: "scores-kind " + (full ? "full" : "compressed") }, full
     ? "Every score of this step is stored (all " + S + " positions): the softmax of the scores below gives the weights below, to the digits shown."
     : "Compressed: only the scores of weights of 2 % and more are stored (" + row.length / 2 + " of " + S + " positions). Z still counts the others, so a softmax over the shown scores alone would overstate the weights." + (DATA.scores_note ? " " + DATA.scores_note : ""))];
-  lines.push(el("div", {}, "query q = " + a.query));
+  lines.push(el("div", { class: "query" }, queryLine(a, o)));
   if (o.head !== undefined) {
-    lines.push(el("div", { class: "formula" }, "head " + (o.head + 1) + " of " + o.heads.length + ":   " + a.head_formula + (a.d ? ",   d = " + a.d : "")));
-    lines.push(muted("(" + a.head_values + ")"));
+    const f = headFormula(a, o);
+    lines.push(el("div", { class: "formula" }, "head " + (o.head + 1) + " of " + o.heads.length + ":   " + f.formula + (a.d ? ",   d = " + a.d : "")));
+    lines.push(muted("(" + f.values + ")"));
   } else lines.push(el("div", { class: "formula" }, a.formula + (a.d ? ",   d = " + a.d : "")));
   lines.push(el("div", { class: "formula" }, "softmax: w_i = exp(s_i − m) / Z,   m = max_j s_j = " + num(m, 3) + ",   Z = Σ_j exp(s_j − m) over all " + S + " positions = " + num(Z, 4)));
   const sum = scoreTable(o, r, Z);
@@ -171,6 +175,16 @@ function select(i) {
   setStep(0);
 }
 
+function viewTitle(model, o) {
+  // the model, the module (a Transformer's), the head, and the sentence's numbers for what is shown
+  if (o.missing) return model.name + " · " + o.label;
+  const stats = [o.chrf !== undefined ? "chrF " + fmt(o.chrf) : null,
+    o.ent !== undefined ? "entropy " + fmt(o.ent, 2) + " nats" : null,
+    o.diag !== undefined ? "distance from the diagonal " + fmt(o.diag, 2) : null].filter(Boolean).join(" · ");
+  const which = o.heads ? (o.head === undefined ? " · mean of " + o.heads.length + " heads" : " · head " + (o.head + 1) + " of " + o.heads.length) : "";
+  return model.name + (o.label ? " · " + o.label : "") + which + (stats ? " — " + stats : "");
+}
+
 function drawDetail() {
   const views = $("views");
   stop();
@@ -184,17 +198,20 @@ function drawDetail() {
   if (s.ref !== undefined) info.appendChild(el("div", {}, "reference: " + s.ref));
   parts.push(info);
   DATA.models.forEach((model, k) => {
-    const o = headOf(s.out[k]);
+    const o = headOf(moduleOf(model, s.out[k]));
+    if (k === 0 || o.module) showModuleNote(o, k);
     const view = el("div", { class: "view", "data-model": k });
-    const stats = [o.chrf !== undefined ? "chrF " + fmt(o.chrf) : null,
-      o.ent !== undefined ? "entropy " + fmt(o.ent, 2) + " nats" : null,
-      o.diag !== undefined ? "distance from the diagonal " + fmt(o.diag, 2) : null].filter(Boolean).join(" · ");
-    const which = o.heads ? (o.head === undefined ? " · mean of " + o.heads.length + " heads" : " · head " + (o.head + 1) + " of " + o.heads.length) : "";
-    view.appendChild(el("h3", {}, model.name + which + (stats ? " — " + stats : "")));
+    view.appendChild(el("h3", {}, viewTitle(model, o)));
     view.appendChild(el("div", {}, o.hyp));
+    if (o.missing) {
+      view.appendChild(el("div", { class: "muted module-missing" }, missingNote(o, k)));
+      player.views.push({ rows: o.op.length, show: () => {} });
+      parts.push(view);
+      return;
+    }
     const mx = matrixOf(o);
     const attends = Boolean(o.att || o.sa);
-    const f = flow(mx, attends);
+    const f = flow(mx, attends, o.kind);
     view.appendChild(f.node);
     const parts2 = [f];
     if (attends) {
@@ -238,8 +255,8 @@ function drawTraining() {
     training.k = +slider.value;
     const i = +pick.value, s = H.sentences[i], f = H.frames[training.k][i];
     label.textContent = "step " + H.steps[training.k] + " (validation " + (training.k + 1) + " of " + H.steps.length + ")";
-    const o = headOf({ sp: s.sp, op: f.op, att: f.att, heads: f.heads && f.heads.map((att) => ({ att })) });
-    const which = !o.heads ? [] : [el("div", { id: "train-head", class: "which-head" }, o.head === undefined
+    const { o: chosen, notes } = trainingRecord(s, f), o = headOf(chosen);
+    const which = !o.heads ? notes : [...notes, el("div", { id: "train-head", class: "which-head" }, o.head === undefined
       ? "Showing the mean of the " + o.heads.length + " heads (what decoding reads); pick one head with \"heads:\" above the playback."
       : "Showing head " + (o.head + 1) + " of " + o.heads.length + " (chosen with \"heads:\" above the playback).")];
     frame.replaceChildren(...which, el("div", {}, "source: " + s.src), el("div", {}, "output: " + f.hyp), heatmap(o));
@@ -261,6 +278,7 @@ function drawTraining() {
   $("words").addEventListener("change", draw);
   $("values").addEventListener("change", draw);
   $("head").addEventListener("change", draw);
+  $("module").addEventListener("change", draw);
   draw();
 }
 
@@ -277,11 +295,12 @@ function headPicker() {
 
 function init() {
   headPicker();
+  modulePicker();
   drawSummary();
   const splits = [...new Set(DATA.sentences.map((s) => s.split).filter(Boolean))];
   splits.forEach((s) => $("split").appendChild(el("option", { value: s }, s)));
   ["q", "split", "minlen", "maxlen", "minscore", "maxscore"].forEach((id) => $(id).addEventListener("input", drawTable));
-  ["words", "values", "head"].forEach((id) => $(id).addEventListener("change", () => { const t = player.t; drawDetail(); setStep(t); }));
+  ["words", "values", "head", "module"].forEach((id) => $(id).addEventListener("change", () => { const t = player.t; drawDetail(); setStep(t); }));
   if (!hasRef) { $("minscore").parentNode.style.display = "none"; $("maxscore").parentNode.style.display = "none"; }
   $("back").addEventListener("click", () => { stop(); setStep(player.t - 1); });
   $("forward").addEventListener("click", () => { stop(); setStep(player.t + 1); });
