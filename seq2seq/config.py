@@ -40,9 +40,11 @@ class VocabConfig:
     model_type: str = "bpe"  # bpe | unigram
     joint: bool = True  # one SentencePiece model for both sides
     character_coverage: float = 1.0
+    sample: int = 1_000_000  # SentencePiece learns from a seeded sample of this many sentences (0: every one)
 
     def check(self) -> None:
         _require(self.size >= 16, "data.vocab.size", self.size, "at least 16")
+        _require(self.sample >= 0, "data.vocab.sample", self.sample, "0 (every sentence) or a number of sentences")
         _require(self.model_type in ("bpe", "unigram"), "data.vocab.model_type", self.model_type, "bpe or unigram")
         _require(
             0.9 <= self.character_coverage <= 1.0,

@@ -4,12 +4,14 @@ import subprocess
 import sys
 from array import array
 
+import numpy as np
 import pytest
 
 from conftest import CORPORA, TINY, compose, write_corpus
 from seq2seq.config import DataConfig, FilterConfig
 from seq2seq.data.corpora import filter_pairs, load_split
 from seq2seq.data.prepare import prepare_data
+from seq2seq.data.store import MappedSplit
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import DataError
 
@@ -87,14 +89,15 @@ def test_filter_that_removes_everything_is_an_error(corpus_root):
         filter_pairs(ds, FilterConfig(max_len=1))
 
 
-def test_prepare_data_runs_in_a_child_and_hands_back_compact_ids(corpus_root, caplog):
+def test_prepare_data_maps_the_training_ids_and_hands_back_compact_validation_ids(corpus_root, caplog):
     config = compose([*TINY, f"data.root={corpus_root}"])
     with caplog.at_level(logging.INFO, logger="seq2seq"):
         state, train, valid = prepare_data(config)
     vocab = Vocab.from_state_dict(state)
     assert len(train.src_ids) == len(train.tgt_ids) == 1500 and train.src_texts == []  # training needs no texts
     assert len(valid.src_ids) == len(valid.src_texts) == 16  # train.valid_max_sentences
-    assert all(isinstance(ids, array) and ids.typecode == "i" for ids in train.src_ids + valid.tgt_ids)
+    assert isinstance(train, MappedSplit) and isinstance(train.src_ids.ids, np.memmap)  # ids stay in the cache
+    assert all(isinstance(ids, array) and ids.typecode == "i" for ids in valid.src_ids + valid.tgt_ids)
     assert [list(ids) for ids in valid.src_ids] == vocab.encode_src(valid.src_texts)
     assert [list(ids) for ids in valid.tgt_ids] == vocab.encode_tgt(valid.tgt_texts)
     assert any("kept 1500 of 1500 training pairs" in r.getMessage() for r in caplog.records)  # the child's log

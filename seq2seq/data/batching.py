@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -74,44 +75,72 @@ def collate(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], multiple
     return Batch(src_ids, src_lens, tgt_in, tgt_out, sum(len(t) + 1 for t in tgt))
 
 
+class Batches(Sequence[list[int]]):
+    """Index batches held as one array: pair ``order[starts[k]:ends[k]]`` form batch ``k``.
+
+    Millions of pairs as lists of Python ints would take ~40 bytes a pair; here they take 8, and
+    each batch becomes a list only when it is read.
+    """
+
+    def __init__(self, order: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+        self.order, self.starts, self.ends = order, starts, ends
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return Batches(self.order, self.starts[k], self.ends[k])
+        return self.order[self.starts[k] : self.ends[k]].tolist()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+
 def token_batches(
     src_lens: Sequence[int],
     tgt_lens: Sequence[int],
     batch_tokens: int,
     generator: torch.Generator | None = None,
     multiple: int = 1,
-) -> list[list[int]]:
+) -> Batches:
     """Index batches whose padded size ``n x max(round_up(len + 1))`` stays within ``batch_tokens``.
 
     With a generator: shuffle, stable-sort by length, batch, shuffle the batches. Without one:
     sorted by length, in order (for evaluation). A pair longer than the budget gets a batch alone.
     Lengths are rounded up to ``multiple`` (see the module docstring), as :func:`collate` pads.
+    ``src_lens`` and ``tgt_lens`` may be lists or arrays (a mapped corpus's lengths).
     """
     n = len(src_lens)
-    order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
-    src_len = [round_up(s + 1, multiple) for s in src_lens]  # + EOS
-    tgt_len = [round_up(t + 1, multiple) for t in tgt_lens]  # + EOS (target out) or BOS (target in)
-    order.sort(key=lambda i: (tgt_len[i], src_len[i]))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i in order:
-        size = max(src_len[i], tgt_len[i])
-        if current and max(longest, size) * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, size)
-    if current:
-        batches.append(current)
+    order = torch.randperm(n, generator=generator).numpy() if generator is not None else np.arange(n)
+    src_len = (np.asarray(src_lens, dtype=np.int64) + multiple) // multiple * multiple  # round_up(len + 1)
+    tgt_len = (np.asarray(tgt_lens, dtype=np.int64) + multiple) // multiple * multiple
+    order = order[np.lexsort((src_len[order], tgt_len[order]))]  # stable: by target, then source length
+    starts = _cuts(np.maximum(src_len, tgt_len)[order], batch_tokens)
+    ends = np.append(starts[1:], n)
     if generator is not None:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-    return batches
+        shuffled = torch.randperm(len(starts), generator=generator).numpy()
+        starts, ends = starts[shuffled], ends[shuffled]
+    return Batches(order, starts, ends)
+
+
+def _cuts(sizes: np.ndarray, batch_tokens: int, chunk: int = 1 << 16) -> np.ndarray:
+    """Where each batch starts in ``sizes`` (padded lengths in batch order): greedy, as pairs are added."""
+    starts: list[int] = [0] if len(sizes) else []
+    count = longest = 0
+    for offset in range(0, len(sizes), chunk):
+        for i, size in enumerate(sizes[offset : offset + chunk].tolist(), start=offset):
+            if count and max(longest, size) * (count + 1) > batch_tokens:
+                starts.append(i)
+                count = longest = 0
+            count += 1
+            longest = max(longest, size)
+    return np.array(starts, dtype=np.int64)
 
 
 def epoch_batches(
     src_lens: Sequence[int], tgt_lens: Sequence[int], batch_tokens: int, seed: int, epoch: int, multiple: int = 1
-) -> list[list[int]]:
+) -> Batches:
     """The training batches of one epoch, determined by ``(seed, epoch)`` alone."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return token_batches(src_lens, tgt_lens, batch_tokens, generator, multiple)

@@ -12,10 +12,12 @@ import gzip
 import logging
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+from tqdm.auto import tqdm
 
 from seq2seq.config import DataConfig, FilterConfig
 from seq2seq.data.formats import load_formatted
@@ -198,21 +200,31 @@ class FilterReport:
         )
 
 
+KEPT, EMPTY, TOO_LONG, BAD_RATIO = 0, 1, 2, 3  # the filter's decision for each pair (stored in the corpus cache)
+
+
 def filter_pairs(ds: datasets.Dataset, cfg: FilterConfig) -> tuple[datasets.Dataset, FilterReport]:
     """Drop empty pairs, pairs over ``max_len`` words and length-ratio outliers (training split only)."""
-    keep, empty, too_long, bad_ratio, identical = [], 0, 0, 0, 0
-    for i, (src, tgt) in enumerate(zip(ds["src"], ds["tgt"])):
-        n_src, n_tgt = len(src.split()), len(tgt.split())
-        identical += n_src > 0 and src.strip() == tgt.strip()
+    decisions, report = filter_decisions(ds["src"], ds["tgt"], cfg)
+    return ds.select([i for i, d in enumerate(decisions) if d == KEPT]), report
+
+
+def filter_decisions(src: Sequence[str], tgt: Sequence[str], cfg: FilterConfig) -> tuple[bytearray, FilterReport]:
+    """Each pair's decision (:data:`KEPT`, :data:`EMPTY`, :data:`TOO_LONG`, :data:`BAD_RATIO`) and the counts."""
+    decisions = bytearray(len(src))
+    identical = 0
+    pairs = tqdm(zip(src, tgt), total=len(src), desc="filter", unit=" pairs", unit_scale=True, disable=None)
+    for i, (s, t) in enumerate(pairs):
+        n_src, n_tgt = len(s.split()), len(t.split())
+        identical += n_src > 0 and s.strip() == t.strip()
         if n_src == 0 or n_tgt == 0:
-            empty += 1
+            decisions[i] = EMPTY
         elif max(n_src, n_tgt) > cfg.max_len:
-            too_long += 1
+            decisions[i] = TOO_LONG
         elif max(n_src, n_tgt) >= cfg.ratio_min_len and max(n_src, n_tgt) > cfg.max_ratio * min(n_src, n_tgt):
-            bad_ratio += 1
-        else:
-            keep.append(i)
-    report = FilterReport(ds.num_rows, len(keep), empty, too_long, bad_ratio, identical)
-    if not keep:
+            decisions[i] = BAD_RATIO
+    counts = [decisions.count(code) for code in (KEPT, EMPTY, TOO_LONG, BAD_RATIO)]
+    report = FilterReport(len(src), *counts, identical=identical)
+    if not report.kept:
         raise DataError(f"filtering removed every training pair ({report}); raise data.filter.max_len or max_ratio")
-    return ds.select(keep), report
+    return decisions, report

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
+from tqdm.auto import tqdm
 
 from seq2seq.config import VocabConfig
 from seq2seq.errors import DataError
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3  # the special ids, the same in SentencePiece and in every SideVocab
 N_SPECIALS = 4
+SAMPLE_SEED = 1  # which sentences SentencePiece learns from when the corpus has more than data.vocab.sample
 
 
 def cache_dir() -> Path:
@@ -129,11 +131,11 @@ def _train_spm(texts: Sequence[str], cfg: VocabConfig) -> bytes:
     buffer = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
+            sentence_iterator=iter(tqdm(texts, desc="SentencePiece: sentences", unit=" lines", disable=None)),
             model_writer=buffer,
             minloglevel=2,
             num_threads=os.cpu_count() or 1,
-            input_sentence_size=2_000_000,
+            input_sentence_size=max(2_000_000, len(texts)),  # all it is given: the sample (sample_sentences)
             shuffle_input_sentence=True,
             **options,
         )
@@ -154,12 +156,41 @@ def _train_spm(texts: Sequence[str], cfg: VocabConfig) -> bytes:
     return model
 
 
+def sample_sentences(sides: Sequence[Sequence[str]], size: int, seed: int = SAMPLE_SEED) -> list[str]:
+    """The sentences of ``sides`` (one list after another) SentencePiece learns from.
+
+    Every sentence when there are at most ``size`` (or ``size`` is 0), in order, so a small corpus
+    trains the model it always did; else a sample of ``size`` drawn with ``seed``, in corpus order:
+    the same corpus and settings give the same model, and a corpus of millions of pairs trains in
+    a minute instead of several (``data.vocab.sample``).
+    """
+    total = sum(len(side) for side in sides)
+    if size == 0 or total <= size:
+        return [text for side in sides for text in side]
+    import numpy as np
+
+    picked = np.sort(np.random.default_rng(seed).choice(total, size=size, replace=False))
+    out, start = [], 0
+    for side in sides:
+        rows = picked[(picked >= start) & (picked < start + len(side))] - start
+        out.extend(side[i] for i in rows.tolist())
+        start += len(side)
+    return out
+
+
+def train_models(src_texts: Sequence[str], tgt_texts: Sequence[str], cfg: VocabConfig) -> tuple[bytes, bytes]:
+    """The source and target SentencePiece models (one and the same when ``cfg.joint``), trained or cached."""
+    if cfg.joint:
+        model = _train_spm(sample_sentences([src_texts, tgt_texts], cfg.sample), cfg)
+        return model, model
+    return _train_spm(sample_sentences([src_texts], cfg.sample), cfg), _train_spm(
+        sample_sentences([tgt_texts], cfg.sample), cfg
+    )
+
+
 def build_vocab(src_texts: Sequence[str], tgt_texts: Sequence[str], cfg: VocabConfig) -> Vocab:
     """Train (or load from cache) SentencePiece on the training texts and build both side vocabularies."""
-    if cfg.joint:
-        src_model = tgt_model = _train_spm(list(src_texts) + list(tgt_texts), cfg)
-    else:
-        src_model, tgt_model = _train_spm(src_texts, cfg), _train_spm(tgt_texts, cfg)
+    src_model, tgt_model = train_models(src_texts, tgt_texts, cfg)
     src_proc = spm.SentencePieceProcessor(model_proto=src_model)
     tgt_proc = spm.SentencePieceProcessor(model_proto=tgt_model)
     src_used = sorted({i for ids in src_proc.encode(list(src_texts)) for i in ids})

@@ -139,8 +139,7 @@ class Trainer:
         tc, progress = self.config.train, self.progress
         self._started, self._step_at_start = time.monotonic(), progress.step
         self._seconds_before = progress.train_seconds
-        self._src_lens = [len(s) for s in self.train_data.src_ids]
-        self._tgt_lens = [len(t) for t in self.train_data.tgt_ids]
+        self._src_lens, self._tgt_lens = self.train_data.lengths()  # arrays: the ids stay in the mapped cache
         self.window = Window()
         if self.dist.is_main:
             log.info("run dir: %s", self.out_dir)
@@ -182,7 +181,7 @@ class Trainer:
     def _train_on(self, index: list[int], multiple: int) -> tuple[bool, bool]:
         """One update on batch ``index``; returns whether any rank was signalled or ran out of time."""
         progress, dist = self.progress, self.dist
-        n_tokens = sum(self._tgt_lens[i] + 1 for i in index)  # the whole batch's, over every rank
+        n_tokens = int(self._tgt_lens[index].sum()) + len(index)  # the whole batch's (+ EOS), over every rank
         mine = dist.shard(index)
         # a batch with fewer pairs than ranks: a rank with none still joins the gradient all-reduce,
         # with one pair weighted 0

@@ -1,0 +1,102 @@
+"""Which files a run's corpus is read from, what identifies its prepared cache, and their content hash.
+
+This module imports neither ``datasets`` nor SentencePiece: the training process uses it to find
+a prepared corpus (:mod:`seq2seq.data.store`) before deciding whether a child process must
+prepare one. Files are found as :mod:`~seq2seq.data.corpora` and :mod:`~seq2seq.data.formats`
+find them; where they are not found here, the child that reads them says why in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from seq2seq.config import DataConfig
+from seq2seq.data.vocab import cache_dir
+from seq2seq.errors import DataError
+
+CACHE_ENV = "SEQ2SEQ_CACHE_DIR"
+KEY_VERSION = 1  # bump when the way an entry is built changes what it holds
+
+
+def corpus_root(cfg: DataConfig) -> Path | None:
+    root = cfg.root or os.environ.get("SEQ2SEQ_DATA_DIR")
+    return Path(root) if root else None
+
+
+def corpus_files(cfg: DataConfig) -> list[Path] | None:
+    """The files the training and validation splits are read from, or None (a hub dataset, or not found)."""
+    root = corpus_root(cfg)
+    folder = root / cfg.name if root is not None else None
+    if cfg.format == "text":
+        if folder is None:
+            return None
+        found = [_first([folder / f"{s}.{lang}.gz", folder / f"{s}.{lang}"]) for s in (cfg.train, cfg.valid)
+                 for lang in (cfg.src, cfg.tgt)]  # fmt: skip
+    elif cfg.format == "hf":
+        local = _first(_candidates(cfg.files or "", folder), dirs=True)
+        if local is None:
+            return None
+        found = sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else [local]
+    elif "*" in (cfg.files or ""):
+        found = [_first(_candidates(cfg.files.replace("*", s), folder)) for s in (cfg.train, cfg.valid)]
+    else:
+        found = [_first(_candidates(cfg.files or "", folder))]
+    if not found or any(path is None for path in found):
+        return None
+    return sorted({path.resolve() for path in found})  # type: ignore[union-attr]
+
+
+def _candidates(name: str, folder: Path | None) -> list[Path]:
+    path = Path(os.path.expanduser(name))
+    return [path] if path.is_absolute() else [*([folder / path] if folder else []), Path.cwd() / path]
+
+
+def _first(paths: list[Path], dirs: bool = False) -> Path | None:
+    return next((p for p in paths if p.is_file() or (dirs and p.is_dir() and str(p) != ".")), None)
+
+
+def cache_key(cfg: DataConfig, files: list[Path] | None) -> str:
+    """Names a prepared corpus: the files (or hub dataset), the reading, filter, long-example and tokenizer settings."""
+    settings = dataclasses.asdict(cfg)
+    settings.pop("test")  # test splits are read by make eval, never prepared
+    settings.pop("root")  # the files' paths say where the corpus is
+    described = {"version": KEY_VERSION, "data": settings, "files": [str(p) for p in files or []]}
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:20]
+    return f"{cfg.name.replace('/', '_')}-{cfg.src}-{cfg.tgt}-{digest}"
+
+
+def content_hash(files: list[Path]) -> dict[str, str]:
+    """Each file's sha256 (seconds for a corpus of millions of pairs), to tell a changed corpus from its cache."""
+    hashes = {}
+    total = sum(path.stat().st_size for path in files)
+    with tqdm(total=total, desc="corpus: checking files", unit="B", unit_scale=True, disable=None, leave=False) as bar:
+        for path in files:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1 << 23):
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+            hashes[str(path)] = digest.hexdigest()
+    return hashes
+
+
+def writable_cache() -> Path:
+    """``$SEQ2SEQ_CACHE_DIR/corpus``, created; one line naming it if it cannot be written."""
+    folder = cache_dir() / "corpus"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise DataError(
+            f"the cache directory {folder} is not writable ({error.strerror}); set {CACHE_ENV} to a folder "
+            "you can write (it holds the prepared corpus and SentencePiece models)"
+        ) from None
+    return folder
