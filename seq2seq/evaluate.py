@@ -45,6 +45,7 @@ from seq2seq.explorer import (
     NO_ATTENTION,
     ModelView,
     Record,
+    history_modules,
     merge_models,
     page_data,
     read_page_data,
@@ -53,6 +54,7 @@ from seq2seq.explorer import (
 from seq2seq.hardware import PRECISIONS
 from seq2seq.history import page_history
 from seq2seq.metrics import corpus_scores
+from seq2seq.model import Transformer
 from seq2seq.plots import attention_figure, length_figure
 from seq2seq.report import BUCKETS, LONG_BUCKETS, bucket_ranges, length_buckets, markdown, range_label
 from seq2seq.runs import find_latest_run
@@ -274,7 +276,10 @@ def run_history(translator: Translator, run_dir: Path | None) -> tuple[dict[str,
         return None, NO_ATTENTION
     if run_dir is None:
         return None, None
-    return page_history(run_dir)
+    history, note = page_history(run_dir)
+    if history is not None and isinstance(translator.model, Transformer):
+        history_modules(run_dir, history)  # the slider follows the page's module picker
+    return history, note
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import torch
 
 from conftest import REPO, TINY_TRANSFORMER, compose, events
 from seq2seq.errors import RunDirError
+from seq2seq.explorer import read_page_data
 from seq2seq.training import train
 from seq2seq.training.checkpoint import load_checkpoint
 from seq2seq.translator import Translator
@@ -70,7 +71,12 @@ def test_make_eval_scores_a_transformer_run(transformer_run, corpus_root):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((transformer_run / "eval" / "greedy" / "report.json").read_text())
-    assert "bleu" in json.dumps(report) and (transformer_run / "eval" / "greedy" / "explorer.html").is_file()
+    assert "bleu" in json.dumps(report)
+    page = read_page_data(transformer_run / "eval" / "greedy" / "explorer.html")
+    assert page["models"][0]["attention"]["type"] == "transformer"
+    assert "modules" in page["sentences"][0]["out"][0]  # a fully stored sentence: every layer, self and cross
+    frames = [frame for step in page["history"]["frames"] for frame in step]
+    assert frames and all("decoder.0.cross" in frame["modules"] for frame in frames)  # the slider follows the picker
 
 
 def test_resuming_an_lstm_run_as_a_transformer_is_refused(trained_run):
