@@ -163,6 +163,9 @@ def test_two_preparers_at_once_give_one_good_cache(corpus_root, cache):
     assert results[0]["ids"] == results[1]["ids"] and results[0]["file"] == results[1]["file"]
     logs = "".join(err for _, err in outputs)
     assert logs.count("prepared multi30k/de-en") == 1 and logs.count("corpus from cache") == 1  # one built, one waited
+    phases = next(line for line in logs.splitlines() if line.startswith("prepared multi30k/de-en"))
+    assert all(f"{phase} " in phases for phase in ("read", "filter", "SentencePiece", "encode", "write"))  # train.log
+    assert "pairs/s" not in logs and "it/s" not in logs  # tqdm's bars only on a terminal (disable=None)
     assert len(entries(cache)) == 1 and not [p for p in (cache / "corpus").iterdir() if p.name.startswith(".")]
 
 
@@ -231,3 +234,20 @@ def test_a_corpus_in_other_files_gets_its_own_entry(tmp_path, cache):
     for root in ("a", "b"):
         prepare_data(compose([*TINY, f"data.root={tmp_path / root}"]))
     assert len(entries(cache)) == 2
+
+
+@pytest.mark.slow
+def test_resume_after_the_cache_is_rebuilt_is_bit_exact(corpus_root, cache, tmp_path, one_thread):
+    from seq2seq.training import train
+    from seq2seq.training.checkpoint import load_checkpoint
+
+    base = [*TINY, f"data.root={corpus_root}", "train.valid_every=1000", "train.checkpoint_every=1000"]
+    base += ["train.scheduler=plateau", "model.dropout=0.2"]
+    train(compose([*base, "train.max_steps=12"]), tmp_path / "straight")
+    train(compose([*base, "train.max_steps=6"]), tmp_path / "split")
+    shutil.rmtree(cache / "corpus")  # the next start prepares the corpus again, vocabulary from last.pt
+    train(compose([*base, "train.max_steps=12", "train.resume=true"]), tmp_path / "split")
+    assert entries(cache)  # it was rebuilt
+    a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("straight", "split"))
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0)
