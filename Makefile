@@ -42,7 +42,7 @@ format:  ## apply ruff formatting and autofixes
 	$(PYTHON) -m ruff check --fix .
 	$(PYTHON) -m ruff format .
 
-demo:  ## the attention lesson on random tensors: every score function, printed and plotted (OUT=file.png, default outputs/attention_demo.png)
+demo:  ## the attention lesson on random tensors: every score function, then self-attention (heads, causal, positions), printed and plotted (OUT=file.png, default outputs/attention_demo.png; self-attention's beside it)
 	$(PYTHON) scripts/attention_demo.py $(if $(OUT),--out $(OUT))
 
 train:  ## train the default model (Bahdanau attention on Multi30k de-en)

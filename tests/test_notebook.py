@@ -34,6 +34,11 @@ def _text(cell) -> str:
     return "".join(parts)
 
 
+def _number(text: str, before: str) -> float:
+    """The number printed right after ``before``."""
+    return float(text.split(before, 1)[1].split()[0])
+
+
 @pytest.mark.slow
 def test_the_notebook_in_a_jupyter_kernel_shows_its_heatmap_progress_and_explorer_page(tmp_path, monkeypatch):
     monkeypatch.setenv("SEQ2SEQ_LESSON_QUICK", "1")
@@ -56,7 +61,30 @@ def test_the_notebook_in_a_jupyter_kernel_shows_its_heatmap_progress_and_explore
     for score in ("dot:", "scaled_dot:", "general:", "concat:"):
         assert f"\n{score}\n" in f"\n{lesson}"
 
-    cell = _cell(notebook, "result = train(")
+    # a sequence attends to itself, with the Transformer's MultiHeadAttention on the lesson's tensors
+    sums = "row sums [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]"
+    one_head = _cell(notebook, "one_head = MultiHeadAttention(")
+    assert any("image/png" in o.get("data", {}) for o in one_head.outputs), one_head.outputs
+    assert "weights (2, 1, 6, 6) (batch, heads, queries, keys)" in _text(one_head)
+    assert f"example 0, {sums}" in _text(one_head)
+    by_hand = _text(_cell(notebook, "def by_hand("))
+    assert _number(by_hand, "one head, by hand: max |module - by hand| =") < 1e-6
+    heads = _cell(notebook, "four_heads = MultiHeadAttention(")
+    assert any("image/png" in o.get("data", {}) for o in heads.outputs), heads.outputs
+    assert _text(heads).count(sums) == 4 and _number(_text(heads), "4 heads, by hand: max |module - by hand| =") < 1e-6
+    causal = _text(_cell(notebook, "causal = positions"))
+    mask = "\n ".join(f"[{' '.join(['1'] * (i + 1) + ['0'] * (5 - i))}]" for i in range(6))
+    assert f"[{mask}]" in causal  # zeros above the diagonal: no position sees a later one
+    assert "above the diagonal: max weight 0.0 in every example and head" in causal
+    assert _number(causal, "the outputs at x0..x2 change by") == 0.0
+    positions = _text(_cell(notebook, "order = [3, 0, 5, 1, 4, 2]"))
+    assert _number(positions, "permutation-equivariant: max |attend(shuffled x) - shuffled attend(x)| =") < 1e-6
+    assert _number(positions, "sinusoidal positions added: the same difference is") > 1e-2
+    assert _number(positions, "rotary: max |(3, 1) - (103, 101)| =") < 1e-5
+    near, far = (positions.split(f"rotary, {pair}:")[1].split("\n")[0] for pair in ("(3, 1)", "(103, 101)"))
+    assert near.split() == far.split() != positions.split("rotary, (3, 2):")[1].split()[:4]
+
+    cell = _cell(notebook, "result = train(compose(overrides), run)")
     training = _text(cell)
     progress = [line for line in training.splitlines() if " | epoch 1 | loss " in line]
     if importlib.util.find_spec("ipywidgets") is None:  # the dev extra's set-up: a line every log_every
@@ -67,9 +95,14 @@ def test_the_notebook_in_a_jupyter_kernel_shows_its_heatmap_progress_and_explore
     log = (tmp_path / "quick" / "train.log").read_text()
     assert sum(" | epoch 1 | loss " in line for line in log.splitlines()) == 6  # the same lines, in train.log
 
-    heatmap = _cell(notebook, "attention_figure(")
+    heatmap = _cell(notebook, "attention_figure(hyp.attention")
     assert any("image/png" in o.get("data", {}) for o in heatmap.outputs), heatmap.outputs
     assert "The cat sat on the mat. -> " in _text(heatmap) and "looks most at" in _text(heatmap)
+
+    transformer = _text(_cell(notebook, "result = train(compose(overrides), transformer_run)"))
+    assert "trained 200 updates" in transformer and "The cat sat on the mat. -> " in transformer
+    log = (tmp_path / "quick_transformer" / "train.log").read_text()
+    assert "model: transformer (2+2 layers, d 64, 4 heads, sinusoidal positions, pre-norm)" in log
 
     data = read_page_data(tmp_path / "lesson.html")
     assert [s["src"] for s in data["sentences"]][0] == "The cat sat on the mat."
