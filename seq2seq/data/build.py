@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import sentencepiece as spm
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: in a notebook without ipywidgets it warns on import
 
 from seq2seq.config import Config
 from seq2seq.data.store import Writer

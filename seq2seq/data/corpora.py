@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: in a notebook without ipywidgets it warns on import
 
 from seq2seq.config import DataConfig, FilterConfig
 from seq2seq.data.formats import load_formatted

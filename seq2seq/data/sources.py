@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: in a notebook without ipywidgets it warns on import
 
 from seq2seq.config import DataConfig
 from seq2seq.data.vocab import cache_dir
