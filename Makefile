@@ -57,7 +57,7 @@ explore:  ## a run's explorer page from its training history, without evaluating
 peers:  ## OpenNMT-py 3.5.1 on bench's peer model, on this host now -> outputs/peers/opennmt.json
 	$(PYTHON) scripts/peer_opennmt.py
 
-length-study:  ## none/luong/bahdanau, equal updates, natural and long training, BLEU by length (STEPS=2000, SEEDS=1, DATA=, VARIANTS=none,bahdanau-4heads)
+length-study:  ## none/luong/bahdanau (or VARIANTS=none,transformer,transformer-rope, ...), equal updates, natural and long training, BLEU by length (STEPS=2000, SEEDS=1, DATA=)
 	$(PYTHON) scripts/length_study.py --data $(DATA) --steps $(STEPS) --seeds $(SEEDS) --variants $(VARIANTS)
 
 bench:  ## training/decoding speed, memory and MFU -> outputs/bench.json (CKPT=best.pt for decoding; DEVICE=cuda)
