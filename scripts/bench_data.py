@@ -70,7 +70,9 @@ def probe(overrides: list[str], steps: int, started: float) -> None:
                 pss_mb=_status("Pss", "/proc/self/smaps_rollup"),
                 rss_mb=_status("VmRSS"),
             )
-            print(json.dumps(figures), flush=True)
+            # one file a rank: two ranks printing at once would interleave their lines in one pipe
+            out = Path(os.environ["BENCH_OUT"]).parent / f"figures-{os.getpid()}.json"
+            out.write_text(json.dumps(figures))
         return after_step(self, *args)
 
     Trainer._after_step = timed
@@ -86,13 +88,14 @@ def measure(overrides: list[str], cache: Path, work: Path, steps: int, ranks: in
         command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}", *args]
     else:
         command = [sys.executable, *args]
+    for old in out.parent.glob("figures-*.json"):
+        old.unlink()
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the measured run failed:\n{done.stderr[-3000:]}")
     shutil.rmtree(out, ignore_errors=True)
-    return sorted(
-        (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")), key=lambda f: f["rank"]
-    )
+    figures = [json.loads(path.read_text()) for path in out.parent.glob("figures-*.json")]
+    return sorted(figures, key=lambda f: f["rank"])
 
 
 def row(name: str, figures: list[dict]) -> str:
