@@ -310,7 +310,7 @@ def decode_corpus_nbest(
         rows = order[start : start + search.batch_size]
         src, src_lens = source_tensor([src_ids[i] for i in rows])
         src, max_lens = src.to(device), max_output_lengths(src_lens, search.max_ratio)
-        if getattr(model, "max_output_length", None) is not None:  # a learned position table ends there
+        if model.max_output_length is not None:  # a learned position table ends there
             max_lens = max_lens.clamp(max=model.max_output_length)
         with autocast(search.precision, device):
             if search.beam == 1:

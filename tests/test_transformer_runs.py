@@ -34,6 +34,11 @@ def test_a_transformer_run_learns_logs_and_checkpoints(transformer_run):
     assert len(loss) == 6 and loss[-1] < loss[0] - 0.5
     assert [e.step for e in acc.Scalars("valid/bleu")] == [20, 30]
     assert {"valid/attention_entropy", "valid/attention_diagonal"} <= set(acc.Tags()["scalars"])
+    images = set(acc.Tags()["images"])
+    for i in (0, 1):  # the reported (last) cross-attention per head, every other layer's, the encoder's own
+        assert {f"attention/{i}", f"attention_heads/{i}", f"attention_layers/decoder.0.cross/{i}"} <= images
+        assert {f"attention_layers/encoder.0.self/{i}", f"attention_layers/encoder.1.self/{i}"} <= images
+        assert f"attention_layers/decoder.1.cross/{i}" not in images  # drawn once, as attention_heads/<i>
     log = (transformer_run / "train.log").read_text()
     assert "model: transformer (2+2 layers, d 32, 4 heads, sinusoidal positions, pre-norm)" in log
     saved = json.loads((transformer_run / "config.json").read_text())

@@ -42,6 +42,8 @@ class Seq2Seq(nn.Module):
     def has_attention(self) -> bool:
         return self.decoder.attention is not None
 
+    max_output_length: int | None = None  # no position table: the search's own limit alone (Transformer: its table)
+
     @property
     def heads(self) -> int:
         """The heads of the attention the decoder reports (1 for one head and for ``attention=none``)."""

@@ -18,7 +18,7 @@ from seq2seq.hardware import autocast
 from seq2seq.history import append as append_history
 from seq2seq.history import panel_fields
 from seq2seq.lesson import Steps, steps_taken
-from seq2seq.lesson_layers import replay
+from seq2seq.lesson_layers import last_cross, replay
 from seq2seq.metrics import attention_statistics, corpus_scores
 from seq2seq.model import Seq2Seq
 from seq2seq.plots import attention_figure, heads_figure
@@ -122,30 +122,35 @@ def log_examples(
             tracker.figure(f"attention_heads/{i}", heads_figure(weights, src_labels, out_labels, title=title), step)
             sentence["heads"] = [sparse_rows(w) for w in weights]
         if layered:  # a Transformer: every layer's attention, cross and self (seq2seq.lesson_layers)
-            sentence["modules"] = layer_pictures(tracker, layered[i], (src_labels, out_labels), title, (i, step))
+            labels = (src_labels, out_labels)
+            sentence["modules"] = layer_pictures(tracker, layered[i], last_cross(model), labels, title, (i, step))
         entry.append({**sentence, **panel_fields(replayed[i])})
     if history is not None:
         append_history(history, step, entry)
 
 
 def layer_pictures(
-    tracker: Tracker, modules: dict[str, Steps], labels: tuple[list[str], list[str]], title: str, at: tuple[int, int]
+    tracker: Tracker,
+    modules: dict[str, Steps],
+    reported: str,
+    labels: tuple[list[str], list[str]],
+    title: str,
+    at: tuple[int, int],
 ) -> dict[str, Any]:
     """A Transformer sentence's TensorBoard heatmaps, each head and their mean, for every encoder-decoder
-    attention (``attention_layers/decoder.<l>.cross/<i>``) and the encoder's self-attention
-    (``attention_layers/encoder.<l>.self/<i>``, the source over itself); returns every module's record
-    for the history (:func:`seq2seq.attention_rows.module_fields`)."""
+    attention but ``reported`` (``attention_heads/<i>`` draws that one: ``attention_layers/decoder.<l>.cross/<i>``)
+    and the encoder's self-attention (``attention_layers/encoder.<l>.self/<i>``, the source over itself);
+    returns the other modules' records for the history (:func:`seq2seq.attention_rows.module_fields`)."""
     src_labels, out_labels = labels
     sentence, step = at
     for name, steps in modules.items():
-        if name.endswith(".self") and name.startswith("decoder"):
-            continue  # the output over its own past: kept in the history, not drawn here
+        if name == reported or (name.endswith(".self") and name.startswith("decoder")):
+            continue  # drawn as attention_heads/<i>; the output over its own past: in the history only
         rows = src_labels if name.startswith("encoder") else out_labels
         weights = [h.weights.numpy() for h in steps.heads]
         fig = heads_figure(weights, src_labels, rows, title=f"{title}, {name}")
         tracker.figure(f"attention_layers/{name}/{sentence}", fig, step)
-    last = max((n for n in modules if n.endswith(".cross")), key=lambda n: int(n.split(".")[1]))
-    return module_fields(modules, reported=last)
+    return module_fields(modules, reported=reported)
 
 
 def n_heads(model: Seq2Seq) -> int:
