@@ -21,7 +21,6 @@ from typing import Any
 from seq2seq.errors import ConfigError
 from seq2seq.model_config import (  # noqa: F401  (re-exported: the model sections belong to the schema)
     ATTENTION_TYPES,
-    MODEL_FAMILIES,
     POSITIONS,
     SCORES,
     AttentionConfig,
@@ -288,10 +287,6 @@ class Config:
                 f"train.teacher_forcing={self.train.teacher_forcing} (scheduled sampling) applies to model=lstm only: "
                 "the Transformer's decoder reads the whole reference at once"
             )
-
-    @property
-    def family(self) -> str:
-        return self.model.family
 
 
 def parse_duration(value: str | int | float | None) -> float | None:

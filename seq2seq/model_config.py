@@ -21,9 +21,6 @@ def require(ok: bool, key: str, value: Any, expected: str) -> None:
         raise ConfigError(f"{key}={value!r} is out of range: expected {expected}")
 
 
-MODEL_FAMILIES = ("lstm", "transformer")  # model=lstm | model=transformer (configs: the dataclasses below)
-
-
 @dataclass
 class ModelConfig:
     """``model=lstm``: the LSTM encoder-decoder; ``attention`` picks its decoder wiring and score."""
