@@ -21,6 +21,14 @@ def require(ok: bool, key: str, value: Any, expected: str) -> None:
         raise ConfigError(f"{key}={value!r} is out of range: expected {expected}")
 
 
+def nearest_divisors(size: int, heads: int) -> str:
+    """The divisors of ``size`` next below and above ``heads``: ``"4 and 8"`` (the head counts that fit)."""
+    valid = [n for n in range(1, size + 1) if size % n == 0]
+    below = [n for n in valid if n < heads][-1:]
+    above = [n for n in valid if n > heads][:1]
+    return " and ".join(map(str, below + above))
+
+
 @dataclass
 class ModelConfig:
     """``model=lstm``: the LSTM encoder-decoder; ``attention`` picks its decoder wiring and score."""
@@ -75,12 +83,9 @@ class TransformerConfig:
         require(self.positions in POSITIONS, "model.positions", self.positions, ", ".join(POSITIONS))
         require(self.relative_buckets >= 2, "model.relative_buckets", self.relative_buckets, "at least 2")
         if self.d_model % self.heads:
-            valid = [n for n in range(1, self.d_model + 1) if self.d_model % n == 0]
-            below = [n for n in valid if n < self.heads][-1:]
-            above = [n for n in valid if n > self.heads][:1]
             raise ConfigError(
                 f"model.heads={self.heads} does not divide model.d_model={self.d_model}; "
-                f"the nearest valid head counts are {' and '.join(map(str, below + above))}"
+                f"the nearest valid head counts are {nearest_divisors(self.d_model, self.heads)}"
             )
         if self.positions == "rope" and (self.d_model // self.heads) % 2:
             raise ConfigError(
@@ -131,11 +136,7 @@ class AttentionConfig:
         sizes = self.head_sizes(query_size, key_size)
         if all(size % self.heads == 0 for size in sizes.values()):
             return
-        common = math.gcd(*sizes.values())
-        valid = [n for n in range(1, common + 1) if common % n == 0]
-        below = [n for n in valid if n < self.heads][-1:]
-        above = [n for n in valid if n > self.heads][:1]
         raise ConfigError(
             f"attention.heads={self.heads} does not divide {' and '.join(sizes)}; "
-            f"the nearest valid head counts are {' and '.join(map(str, below + above))}"
+            f"the nearest valid head counts are {nearest_divisors(math.gcd(*sizes.values()), self.heads)}"
         )
