@@ -200,7 +200,7 @@ def test_a_tiny_transformer_learns_to_reverse_a_sequence(one_thread):
     model = Transformer(12, 12, cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
-    for _ in range(300):
+    for _ in range(500):  # 300 left an AVX2-only CPU's kernels at 12 of 16; 400 reached 16 on both
         seq = torch.randint(4, 12, (32, 6), generator=g)
         tgt = seq.flip(1)
         tgt_in = torch.cat([torch.full((32, 1), 2), tgt], 1)
@@ -214,7 +214,7 @@ def test_a_tiny_transformer_learns_to_reverse_a_sequence(one_thread):
     seq = torch.randint(4, 12, (16, 6), generator=torch.Generator().manual_seed(99))
     hyps = greedy_search(model, seq, torch.full((16,), 6), torch.full((16,), 8))
     right = sum(h.tokens == s.flip(0).tolist() for h, s in zip(hyps, seq))
-    assert right >= 14, f"{right} of 16 reversed"
+    assert right >= 15, f"{right} of 16 reversed"
 
 
 # -- configuration ---------------------------------------------------------------------------
