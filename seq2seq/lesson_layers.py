@@ -53,13 +53,20 @@ def _module(call: dict[str, Tensor], output_layer, row: int, T: int, S: int) -> 
 
 @torch.inference_mode()
 def module_steps(
-    model: Transformer, src_ids: Sequence[Sequence[int]], outputs: Sequence[Sequence[int]], batch_size: int = 32
+    model: Transformer,
+    src_ids: Sequence[Sequence[int]],
+    outputs: Sequence[Sequence[int]],
+    batch_size: int = 32,
+    every_module: int | None = None,
 ) -> list[dict[str, Steps]]:
     """For each source (ids without EOS) and the output written for it (its ids, EOS appended where it
-    ended with one), every attention module's :class:`Steps`, by module name."""
+    ended with one), every attention module's :class:`Steps`, by module name; with ``every_module``,
+    only the first that many sentences get every module, the rest the one decoding reports (:func:`last_cross`)."""
     model.eval()
     device = next(model.parameters()).device
     modules = model.attention_modules()
+    reported = last_cross(model)
+    every = len(src_ids) if every_module is None else every_module
     out: list[dict[str, Steps]] = []
     for start in range(0, len(src_ids), batch_size):
         src_b, out_b = src_ids[start : start + batch_size], outputs[start : start + batch_size]
@@ -75,6 +82,8 @@ def module_steps(
             sizes = {"cross": (T, S), "self": (T, T)}
             entry = {}
             for name, (call,) in calls.items():
+                if start + row >= every and name != reported:
+                    continue
                 rows, cols = (S, S) if name.startswith("encoder") else sizes[name.rsplit(".", 1)[1]]
                 entry[name] = _module(call, modules[name].output_layer, row, rows, cols)
             out.append(entry)
@@ -87,12 +96,16 @@ def last_cross(model: Transformer) -> str:
 
 
 def replay(
-    model: Seq2Seq | Transformer, src_ids: Sequence[Sequence[int]], outputs: Sequence[Sequence[int]]
+    model: Seq2Seq | Transformer,
+    src_ids: Sequence[Sequence[int]],
+    outputs: Sequence[Sequence[int]],
+    every_module: int | None = None,
 ) -> tuple[list[Steps | None], list[dict[str, Steps]] | None]:
     """The attention decoding reports, replayed step by step, for either family: an LSTM's attention
     (:func:`seq2seq.lesson.attention_steps`) or a Transformer's last encoder-decoder attention; and for
-    a Transformer every module's (:func:`module_steps`), else None."""
+    a Transformer every module's (:func:`module_steps`; for the first ``every_module`` sentences only,
+    when given: the others' entries hold the reported module alone), else None."""
     if isinstance(model, Transformer):
-        layered = module_steps(model, src_ids, outputs)
+        layered = module_steps(model, src_ids, outputs, every_module=every_module)
         return [modules[last_cross(model)] for modules in layered], layered
     return attention_steps(model, src_ids, outputs), None

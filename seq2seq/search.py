@@ -52,6 +52,9 @@ def gnmt_length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
 # -- greedy ----------------------------------------------------------------------------------
 
 
+COMPACT_EVERY = 4  # greedy search drops finished rows once they are a quarter of its batch
+
+
 @torch.inference_mode()
 def greedy_search(
     model: Seq2Seq, src: Tensor, src_lens: Tensor, max_lens: Tensor, return_attention: bool = False
@@ -61,7 +64,8 @@ def greedy_search(
     memory = model.encode(src, src_lens)
     state = model.init_state(memory)
     y = torch.full((batch,), BOS, dtype=torch.long, device=src.device)
-    alive = torch.arange(batch, device=src.device)  # original row of each row still decoding
+    alive = torch.arange(batch, device=src.device)  # original row of each row of the decoding batch
+    live = torch.ones(batch, dtype=torch.bool, device=src.device)  # rows not finished yet
     limits = max_lens.to(src.device)
     tokens: list[list[int]] = [[] for _ in range(batch)]
     scores = torch.zeros(batch, device=src.device)
@@ -69,19 +73,21 @@ def greedy_search(
     for t in range(int(limits.max())):
         logp, state, weights = model.step_logits(y, state, memory)  # (b, V)
         best, y = logp.max(-1)  # (b,), (b,)
-        scores.index_add_(0, alive, best)
-        done = (y == EOS) | (limits[alive] <= t + 1)
-        for row, token in zip(alive.tolist(), y.tolist()):
-            if token != EOS:
+        scores.index_add_(0, alive, best * live)
+        for j, (row, token, going) in enumerate(zip(alive.tolist(), y.tolist(), live.tolist())):
+            if going and token != EOS:
                 tokens[row].append(token)
-        if return_attention and weights is not None:
-            for j, row in enumerate(alive.tolist()):
+            if going and return_attention and weights is not None:
                 rows[row].append(weights[j].float().cpu())
-        if bool(done.any()):
-            keep = (~done).nonzero().squeeze(1)
-            if keep.numel() == 0:
-                break
-            alive, y = alive[keep], y[keep]
+        live = live & (y != EOS) & (limits[alive] > t + 1)
+        finished = int(live.numel() - live.sum())
+        if finished == live.numel():
+            break
+        # finished rows are dropped from the batch in groups: copying the state and the memory (every
+        # layer's keys and values, for the Transformer) costs more than decoding a few finished rows
+        if finished * COMPACT_EVERY >= live.numel():
+            keep = live.nonzero().squeeze(1)
+            alive, y, live = alive[keep], y[keep], live[keep]
             state, memory = state.select(keep), memory.select(keep)
     out = []
     for row in range(batch):

@@ -162,7 +162,8 @@ def explorer_records(
     modules: list[dict[str, Any] | None] = [None] * len(sentences)  # a Transformer's other layers, full ones only
     if translator.model.has_attention and todo:
         src_ids = translator.vocab.encode_src([sentences[i] for i in todo])
-        reported, layered = replay(translator.model, src_ids, [steps_taken(hyps[i]) for i in todo])
+        every_module = sum(1 for i in todo if i < full)  # the other layers are kept for full sentences only
+        reported, layered = replay(translator.model, src_ids, [steps_taken(hyps[i]) for i in todo], every_module)
         for k, i in enumerate(todo):
             steps[i] = reported[k]
             if layered is not None and i < full:

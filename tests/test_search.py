@@ -240,3 +240,54 @@ def test_bf16_decoding_scores_what_fp32_scores(trained_run, corpus_root, one_thr
     steps = sum(len(o) for o in outputs)
     gap = sum(abs(h.logprob - float(r)) for h, r in zip(hyps, rescored)) / steps
     assert 0 < gap < 0.02, gap  # nats per output token; 0 would mean bf16 never ran (measured: 0.001)
+
+
+def tiny_transformer_with_a_shared_table():
+    """A tiny Transformer whose source and target read their own rows of one table (a joint vocabulary)."""
+    from seq2seq.config import TransformerConfig
+    from seq2seq.model.transformer import Transformer
+
+    torch.manual_seed(2)
+    cfg = TransformerConfig(d_model=16, heads=2, ff_size=32, encoder_layers=1, decoder_layers=2, dropout=0.0)
+    shared = (list(range(V_SRC)), [0, 1, 2, 3, *range(V_SRC, V_SRC + 7)])  # specials shared, 7 target pieces
+    model = Transformer(V_SRC, 11, cfg, shared=shared).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(2.0)
+    return model
+
+
+@pytest.mark.parametrize("compact_every", [1, 4, 1000])
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_greedy_batch_equals_each_sentence_alone_however_finished_rows_are_dropped(family, compact_every, monkeypatch):
+    """Finished rows stay in the batch until enough have finished (``COMPACT_EVERY``); what each sentence gets,
+    its tokens, log-probability and attention rows, is what it gets decoded alone."""
+    monkeypatch.setattr("seq2seq.search.COMPACT_EVERY", compact_every)
+    model = make("bahdanau") if family == "lstm" else tiny_transformer_with_a_shared_table()
+    src, src_lens = batch((5, 3, 1, 4, 2, 5, 3, 4))
+    max_lens = torch.tensor([7, 4, 3, 6, 2, 8, 5, 6])
+    together = greedy_search(model, src, src_lens, max_lens, return_attention=True)
+    assert len({len(h.tokens) for h in together}) > 2, "the outputs should end at different steps"
+    for row, hyp in enumerate(together):
+        n = int(src_lens[row])
+        (alone,) = greedy_search(model, src[row : row + 1, :n], src_lens[row : row + 1], max_lens[row : row + 1], True)
+        assert hyp.tokens == alone.tokens
+        assert hyp.logprob == pytest.approx(alone.logprob, abs=1e-5)
+        torch.testing.assert_close(hyp.attention, alone.attention, atol=1e-5, rtol=0)
+
+
+def test_the_tied_output_layer_follows_every_update_of_the_shared_table():
+    """Outside autograd the target's rows of the table are gathered once per version of the table: an
+    optimiser step (an in-place update) must reach the next decoding, as validation during training needs."""
+    model = tiny_transformer_with_a_shared_table()
+    src, src_lens = batch()
+    max_lens = torch.full((4,), 6)
+    greedy_search(model, src, src_lens, max_lens)  # the rows are gathered and kept
+    with torch.no_grad():
+        model.decoder.embedding.table.weight.add_(torch.randn_like(model.decoder.embedding.table.weight))
+    rows = model.decoder.embedding.rows
+    with torch.no_grad():
+        torch.testing.assert_close(model.generator.weight, model.decoder.embedding.table.weight[rows], atol=0, rtol=0)
+    first = greedy_search(model, src, src_lens, max_lens)
+    model.decoder.embedding._rows_of = None  # gathered afresh
+    assert [h.tokens for h in first] == [h.tokens for h in greedy_search(model, src, src_lens, max_lens)]

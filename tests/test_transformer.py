@@ -264,3 +264,26 @@ def test_the_default_transformer_is_close_to_the_default_lstm_in_size():
     lstm = build_model(5476, 4274, compose([]).model, compose([]).attention)
     n = [sum(p.numel() for p in m.parameters()) / 1e6 for m in (transformer, lstm)]
     assert abs(n[0] - n[1]) / n[1] < 0.3, n
+
+
+def test_replay_keeps_every_module_for_the_first_sentences_and_the_reported_one_for_all():
+    """The explorer keeps every layer for its first (full) sentences only; the others' replay skips the
+    other modules, and what it keeps is what the full replay gives, which is what decoding reported."""
+    from seq2seq.data.batching import source_tensor
+    from seq2seq.lesson_layers import last_cross, replay
+
+    model = tiny("rope")
+    src, lens, _ = batch()
+    src_ids = [src[i, : int(lens[i])].tolist() for i in range(3)]
+    src, lens = source_tensor(src_ids)  # as decoding sees them: EOS appended
+    hyps = greedy_search(model, src, lens, torch.tensor([6, 6, 6]), return_attention=True)
+    outputs = [h.tokens + [3] if len(h.tokens) < 6 else h.tokens for h in hyps]
+    full_reported, full = replay(model, src_ids, outputs)
+    some_reported, some = replay(model, src_ids, outputs, every_module=1)
+    reported = last_cross(model)
+    assert set(some[0]) == set(full[0]) == set(model.attention_modules())
+    assert [set(entry) for entry in some[1:]] == [{reported}, {reported}]
+    for k in range(3):
+        for name, steps in some[k].items():
+            torch.testing.assert_close(steps.weights, full[k][name].weights, atol=0, rtol=0)
+        torch.testing.assert_close(some_reported[k].weights, hyps[k].attention, atol=1e-5, rtol=0)

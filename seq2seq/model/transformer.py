@@ -65,11 +65,23 @@ class Embedding(nn.Module):
         super().__init__()
         self.table, self.scale = table, math.sqrt(d_model)
         self.register_buffer("rows", rows, persistent=False)
+        self._rows_of: tuple[tuple, Tensor] | None = None  # (the table's identity and version, its rows)
 
     @property
     def weight(self) -> Tensor:
-        """This side's rows of the table ``(V, d)``: the output layer's weight when tied."""
-        return self.table.weight if self.rows is None else self.table.weight.index_select(0, self.rows)
+        """This side's rows of the table ``(V, d)``: the output layer's weight when tied.
+
+        Outside autograd (decoding, validation) the rows are gathered once per version of the table, not
+        once per decoded position: the copy is as large as the output layer."""
+        table = self.table.weight
+        if self.rows is None:
+            return table
+        if torch.is_grad_enabled():
+            return table.index_select(0, self.rows)
+        key = (table.data_ptr(), table._version, table.dtype, table.device, self.rows.data_ptr())
+        if self._rows_of is None or self._rows_of[0] != key:
+            self._rows_of = (key, table.index_select(0, self.rows))
+        return self._rows_of[1]
 
     def forward(self, ids: Tensor) -> Tensor:
         return self.table(ids if self.rows is None else self.rows[ids]) * self.scale
