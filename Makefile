@@ -14,9 +14,11 @@ VARIANTS ?= none,luong,bahdanau
 PRECISION ?= fp32
 HOST ?= localhost
 PORT ?= 6006
+REF ?=
+ROUNDS ?= 3
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-browser lint format demo train eval explore bench peers length-study profile tensorboard clean
+.PHONY: help install test test-fast test-browser lint format demo train eval explore bench bench-ab peers length-study profile tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +55,9 @@ eval:  ## score a run's best.pt on its test splits (RUN=outputs/...; BEAM=5; CON
 
 explore:  ## a run's explorer page from its training history, without evaluating (RUN=outputs/..., default the latest; OUT=page.html) -> RUN/explorer.html
 	$(PYTHON) -m seq2seq.explorer $(if $(RUN),--run $(RUN)) $(if $(OUT),--out $(OUT))
+
+bench-ab:  ## this checkout's training speed against REF=<commit>, interleaved runs (ROUNDS=3) -> outputs/bench_ab.json
+	$(PYTHON) scripts/bench_ab.py --ref $(REF) --rounds $(ROUNDS)
 
 peers:  ## OpenNMT-py 3.5.1 on bench's peer model, on this host now -> outputs/peers/opennmt.json
 	$(PYTHON) scripts/peer_opennmt.py
