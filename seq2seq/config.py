@@ -131,12 +131,23 @@ class DataConfig:
     header: bool | None = None  # tsv/csv: the first line names the columns (default: csv yes, tsv no)
     hf_config: str | None = None  # hf: the hub dataset's config name (wmt14: de-en)
     split: SplitConfig = field(default_factory=SplitConfig)  # one file with no splits: what is held out
+    streaming: bool = False  # hf: read the training split as a stream, chunk by chunk, into the corpus cache
 
     def check(self) -> None:
         _require(self.src != self.tgt, "data.tgt", self.tgt, "a language other than data.src")
         _require(self.format in DATA_FORMATS, "data.format", self.format, ", ".join(DATA_FORMATS))
         if self.format != "text" and not self.files:
             raise ConfigError(f"data.format={self.format} needs data.files: the file (or hub id, or folder) to read")
+        if self.streaming and self.format != "hf":
+            raise ConfigError(
+                f"data.streaming=true streams a Hugging Face dataset (data=hf: a hub id or a folder of parquet / JSON "
+                f"Lines files), but data.format={self.format}; set data.streaming=false, which reads this corpus whole"
+            )
+        if self.streaming and self.long_examples.fraction > 0:
+            raise ConfigError(
+                "data.long_examples joins random training pairs, which needs the whole split in memory; with "
+                "data.streaming=true set data.long_examples.fraction=0"
+            )
         self.split.check()
         self.vocab.check()
         self.filter.check()

@@ -5,7 +5,9 @@ split (``datasets``), **filter** it, train **SentencePiece** on a seeded sample
 (``data.vocab.sample``), **encode** both sides in chunks on every core (SentencePiece ids spooled
 to disk, the pieces each side uses counted on the way, so no second pass over the text builds
 the vocabulary), and **write** the model ids, offsets and filter decisions, hashed as they go.
-Nothing here holds the encoded corpus in memory.
+Nothing here holds the encoded corpus in memory. With ``data.streaming=true``,
+:mod:`seq2seq.data.streaming` reads the split in two passes over a stream instead and writes the
+same entry through the same spool and writer.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,10 @@ def text_fingerprint(src: Sequence[str], tgt: Sequence[str]) -> dict:
 
 def build_entry(config: Config, vocab_state: dict | None, folder: Path, content: dict | None) -> None:
     """Write the entry for ``config``'s corpus into ``folder`` (a temporary folder the caller renames)."""
+    if config.data.streaming:
+        from seq2seq.data.streaming import build_streamed
+
+        return build_streamed(config, vocab_state, folder, content)
     from seq2seq.data.corpora import filter_decisions, load_split
 
     data, phases, lines = config.data, Phases(), []
@@ -68,9 +74,7 @@ def build_entry(config: Config, vocab_state: dict | None, folder: Path, content:
     valid_texts = list(valid_ds["src"]), list(valid_ds["tgt"])
     phases.done("read")
     decisions, report = filter_decisions(src, tgt, data.filter)
-    lines.append(f"{data.name}/{data.src}-{data.tgt} train: {report}")
-    log.info(lines[-1])
-    _warn_identical(config, report)
+    log_filter(config, report, lines)
     kept = [i for i, d in enumerate(decisions) if d == 0]
     src, tgt = [src[i] for i in kept], [tgt[i] for i in kept]
     phases.done("filter")
@@ -79,28 +83,55 @@ def build_entry(config: Config, vocab_state: dict | None, folder: Path, content:
     procs = [spm.SentencePieceProcessor(model_proto=m) for m in models]
     with Spool(folder) as spool:
         counts = spool.encode(procs, src, tgt, count=True)
-        if vocab_state is None:
-            vocab = Vocab(*models, *(np.flatnonzero(c).tolist() for c in counts))
-        else:
-            vocab = Vocab.from_state_dict(vocab_state)
-        lines.append(f"vocabulary: {len(vocab.src)} source and {len(vocab.tgt)} target types")
-        log.info(lines[-1])
+        vocab = make_vocab(models, counts, vocab_state, lines)
         if data.long_examples.fraction > 0:  # after the vocabulary, which comes from the natural sentences
             src, tgt = _long_examples(config, src, tgt, lines)
             spool.encode(procs, src, tgt, count=False)
         del src, tgt
         phases.done("encode")
-        writer = Writer(folder)
-        try:
-            spool.write(writer, vocab, decisions)
-            phases.done("write")
-            valid, valid_fingerprint = _valid(vocab, *valid_texts)
-            manifest = {"content": content, "train_fingerprint": train_fingerprint, "log": lines,
-                        "valid_fingerprint": valid_fingerprint, "vocab_fingerprint": vocab.fingerprint}  # fmt: skip
-            writer.finish({"vocab": vocab.state_dict(), "valid": valid}, manifest)
-        finally:
-            writer.close()
+        manifest = {"content": content, "train_fingerprint": train_fingerprint, "log": lines}
+        write_entry(folder, spool, vocab, decisions, valid_texts, manifest, phases)
     log.info("prepared %s/%s-%s in %s", data.name, data.src, data.tgt, phases)
+
+
+def log_filter(config: Config, report, lines: list[str]) -> None:
+    """The training split's filter counts, logged and kept for the manifest; a warning for a copying corpus."""
+    data = config.data
+    lines.append(f"{data.name}/{data.src}-{data.tgt} train: {report}")
+    log.info(lines[-1])
+    _warn_identical(config, report)
+
+
+def make_vocab(models: Sequence[bytes], counts: list[np.ndarray], vocab_state: dict | None, lines: list[str]) -> Vocab:
+    """The vocabulary: a resumed run's, or the pieces each side used (``counts``), logged."""
+    if vocab_state is None:
+        vocab = Vocab(*models, *(np.flatnonzero(c).tolist() for c in counts))
+    else:
+        vocab = Vocab.from_state_dict(vocab_state)
+    lines.append(f"vocabulary: {len(vocab.src)} source and {len(vocab.tgt)} target types")
+    log.info(lines[-1])
+    return vocab
+
+
+def write_entry(
+    folder: Path,
+    spool: Spool,
+    vocab: Vocab,
+    decisions: bytearray,
+    valid_texts: tuple[list, list],
+    manifest: dict,
+    phases: Phases,
+) -> None:
+    """Write the spooled ids, the decisions, the vocabulary and the validation split, then the manifest."""
+    writer = Writer(folder)
+    try:
+        spool.write(writer, vocab, decisions)
+        phases.done("write")
+        valid, valid_fingerprint = _valid(vocab, *valid_texts)
+        manifest = {**manifest, "valid_fingerprint": valid_fingerprint, "vocab_fingerprint": vocab.fingerprint}
+        writer.finish({"vocab": vocab.state_dict(), "valid": valid}, manifest)
+    finally:
+        writer.close()
 
 
 class Spool:
@@ -119,20 +150,27 @@ class Spool:
 
     def encode(self, procs: list, src: Sequence[str], tgt: Sequence[str], count: bool) -> list[np.ndarray]:
         """Encode both sides into the spool files; with ``count``, how often each piece occurs per side."""
+        chunks = ((src[start : start + CHUNK], tgt[start : start + CHUNK]) for start in range(0, len(src), CHUNK))
+        return self.encode_chunks(procs, chunks, len(src), count)
+
+    def encode_chunks(
+        self, procs: list, chunks: Iterable[tuple[Sequence[str], Sequence[str]]], total: int | None, count: bool
+    ) -> list[np.ndarray]:
+        """:meth:`encode` for pairs that come in chunks (``total`` pairs in all, if known)."""
         counts = [np.zeros(proc.get_piece_size(), dtype=np.int64) for proc in procs]
         lengths: list[list[np.ndarray]] = [[], []]
         threads = os.cpu_count() or 1
         with open(self.paths[0], "wb") as out_src, open(self.paths[1], "wb") as out_tgt:
-            bar = tqdm(total=len(src), desc="encode", unit=" pairs", unit_scale=True, disable=None)
-            for start in range(0, len(src), CHUNK):
-                for side, (proc, texts, out) in enumerate(zip(procs, (src, tgt), (out_src, out_tgt))):
-                    pieces = proc.encode(list(texts[start : start + CHUNK]), num_threads=threads)
+            bar = tqdm(total=total, desc="encode", unit=" pairs", unit_scale=True, disable=None)
+            for chunk in chunks:
+                for side, (proc, texts, out) in enumerate(zip(procs, chunk, (out_src, out_tgt))):
+                    pieces = proc.encode(list(texts), num_threads=threads)
                     lengths[side].append(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)))
                     flat = np.fromiter((i for ids in pieces for i in ids), dtype=np.int32)
                     out.write(flat.tobytes())
                     if count:
                         counts[side] += np.bincount(flat, minlength=len(counts[side]))
-                bar.update(min(CHUNK, len(src) - start))
+                bar.update(len(chunk[0]))
             bar.close()
         self.lengths = [np.concatenate(parts) if parts else np.zeros(0, np.int64) for parts in lengths]
         return counts

@@ -12,7 +12,7 @@ import gzip
 import logging
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,20 +211,33 @@ def filter_pairs(ds: datasets.Dataset, cfg: FilterConfig) -> tuple[datasets.Data
 
 def filter_decisions(src: Sequence[str], tgt: Sequence[str], cfg: FilterConfig) -> tuple[bytearray, FilterReport]:
     """Each pair's decision (:data:`KEPT`, :data:`EMPTY`, :data:`TOO_LONG`, :data:`BAD_RATIO`) and the counts."""
-    decisions = bytearray(len(src))
-    identical = 0
+    decisions = bytearray()
     pairs = tqdm(zip(src, tgt), total=len(src), desc="filter", unit=" pairs", unit_scale=True, disable=None)
-    for i, (s, t) in enumerate(pairs):
+    identical = decide(pairs, cfg, decisions)
+    return decisions, filter_report(decisions, identical)
+
+
+def decide(pairs: Iterable[tuple[str, str]], cfg: FilterConfig, decisions: bytearray) -> int:
+    """Append each pair's decision to ``decisions``; how many pairs have a source identical to their target."""
+    identical = 0
+    for s, t in pairs:
         n_src, n_tgt = len(s.split()), len(t.split())
         identical += n_src > 0 and s.strip() == t.strip()
         if n_src == 0 or n_tgt == 0:
-            decisions[i] = EMPTY
+            decisions.append(EMPTY)
         elif max(n_src, n_tgt) > cfg.max_len:
-            decisions[i] = TOO_LONG
+            decisions.append(TOO_LONG)
         elif max(n_src, n_tgt) >= cfg.ratio_min_len and max(n_src, n_tgt) > cfg.max_ratio * min(n_src, n_tgt):
-            decisions[i] = BAD_RATIO
+            decisions.append(BAD_RATIO)
+        else:
+            decisions.append(KEPT)
+    return identical
+
+
+def filter_report(decisions: bytearray, identical: int) -> FilterReport:
+    """The counts of a split's decisions; one line if the filter kept no pair."""
     counts = [decisions.count(code) for code in (KEPT, EMPTY, TOO_LONG, BAD_RATIO)]
-    report = FilterReport(len(src), *counts, identical=identical)
+    report = FilterReport(len(decisions), *counts, identical=identical)
     if not report.kept:
         raise DataError(f"filtering removed every training pair ({report}); raise data.filter.max_len or max_ratio")
-    return decisions, report
+    return report

@@ -103,7 +103,7 @@ def _read_file(cfg: DataConfig, path: Path) -> datasets.Dataset:
             ds = datasets.load_dataset("json", data_files=str(path), split="train")
         except Exception as error:  # datasets wraps pyarrow's JSON errors in several types
             raise DataError(
-                _json_problem(path) or f"could not read {path} as JSON Lines ({_first_line(error)})"
+                _json_problem(path) or f"could not read {path} as JSON Lines ({first_line(error)})"
             ) from None
         finally:
             quiet.removeFilter(_no_json_failure)
@@ -250,10 +250,25 @@ def _quote(text: str, limit: int = 80) -> str:
 
 def pairs_from_columns(ds: datasets.Dataset, cfg: DataConfig, where: str) -> datasets.Dataset:
     """``src``/``tgt`` from a ``translation`` dict column or from columns named by ``data.columns`` or the languages."""
-    names = {lang: column_of(cfg, lang)[0] or lang for lang in (cfg.src, cfg.tgt)}
+    columns = pair_columns(cfg, ds.column_names, ds.features, where)
+    if columns is None:
+        src, tgt = cfg.src, cfg.tgt
+
+        def unpack(batch):
+            return {"src": [t[src] for t in batch["translation"]], "tgt": [t[tgt] for t in batch["translation"]]}
+
+        return ds.map(unpack, batched=True, remove_columns=ds.column_names)
+    ds = ds.select_columns(list(columns))
+    return ds.rename_columns({columns[0]: "src", columns[1]: "tgt"})
+
+
+def pair_columns(cfg: DataConfig, names: list[str], features, where: str) -> tuple[str, str] | None:
+    """The columns that hold the source and the target, or None: a ``translation`` column of
+    ``{lang: text}`` dicts that has both languages; one line naming what is there otherwise."""
+    wanted = {lang: column_of(cfg, lang)[0] or lang for lang in (cfg.src, cfg.tgt)}
     named = any(column_of(cfg, lang)[0] is not None for lang in (cfg.src, cfg.tgt))
-    if not named and "translation" in ds.column_names and not {cfg.src, cfg.tgt} <= set(ds.column_names):
-        feature = ds.features["translation"]
+    if not named and "translation" in names and not {cfg.src, cfg.tgt} <= set(names):
+        feature = features["translation"]
         langs = list(getattr(feature, "languages", None) or (feature.keys() if isinstance(feature, dict) else []))
         missing = [lang for lang in (cfg.src, cfg.tgt) if lang not in langs]
         if missing:
@@ -261,33 +276,27 @@ def pairs_from_columns(ds: datasets.Dataset, cfg: DataConfig, where: str) -> dat
                 f"{where}: its translation column has no {missing[0]!r} (it has {', '.join(map(str, langs))}); "
                 "set data.src and data.tgt to two of those"
             )
-        src, tgt = cfg.src, cfg.tgt
-
-        def unpack(batch):
-            return {"src": [t[src] for t in batch["translation"]], "tgt": [t[tgt] for t in batch["translation"]]}
-
-        return ds.map(unpack, batched=True, remove_columns=ds.column_names)
-    if names[cfg.src] == names[cfg.tgt]:
-        raise DataError(_one_column_for_both(cfg, f"column {names[cfg.src]!r} of {where}"))
-    missing = [f"{names[lang]!r}" for lang in (cfg.src, cfg.tgt) if names[lang] not in ds.column_names]
+        return None
+    if wanted[cfg.src] == wanted[cfg.tgt]:
+        raise DataError(_one_column_for_both(cfg, f"column {wanted[cfg.src]!r} of {where}"))
+    missing = [f"{wanted[lang]!r}" for lang in (cfg.src, cfg.tgt) if wanted[lang] not in names]
     if missing:
         raise DataError(
-            f"{where} has no column {missing[0]} (it has {', '.join(ds.column_names)}); set data.columns.src and "
+            f"{where} has no column {missing[0]} (it has {', '.join(names)}); set data.columns.src and "
             "data.columns.tgt to the columns that hold each side, or use a translation column of {lang: text} dicts"
         )
-    ds = ds.select_columns([names[cfg.src], names[cfg.tgt]])
-    return ds.rename_columns({names[cfg.src]: "src", names[cfg.tgt]: "tgt"})
+    return wanted[cfg.src], wanted[cfg.tgt]
 
 
 def _load_hf(cfg: DataConfig, folder: Path | None, split: str) -> datasets.Dataset:
-    local = _local_dataset(cfg.files, folder)
+    local = local_dataset(cfg.files, folder)
     if local is not None:
         return _local_split(local, cfg, split)
     try:
         ds = datasets.load_dataset(cfg.files, cfg.hf_config, split=split)
     except Exception as error:  # offline, unknown repo or config, no such split: datasets raises many types
         offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("HF_DATASETS_OFFLINE")
-        why = "HF_HUB_OFFLINE is set" if offline else _first_line(error)
+        why = "HF_HUB_OFFLINE is set" if offline else first_line(error)
         raise DataError(
             f"could not load {cfg.files!r}{f' ({cfg.hf_config})' if cfg.hf_config else ''} split {split!r} from the "
             f"Hugging Face hub ({why}); where the hub is reachable, save it with "
@@ -296,7 +305,8 @@ def _load_hf(cfg: DataConfig, folder: Path | None, split: str) -> datasets.Datas
     return pairs_from_columns(ds, cfg, f"{cfg.files} split {split}")
 
 
-def _local_dataset(name: str, folder: Path | None) -> Path | None:
+def local_dataset(name: str, folder: Path | None) -> Path | None:
+    """The folder ``data.files`` names (:func:`_candidates`), or None: a hub id."""
     return next((c for c in _candidates(name, folder) if c.is_dir()), None)
 
 
@@ -315,13 +325,14 @@ def _local_split(path: Path, cfg: DataConfig, split: str) -> datasets.Dataset:
     try:
         loaded = datasets.load_dataset(str(path))  # parquet / JSON Lines / CSV files, splits by file name
     except Exception as error:
-        raise DataError(f"could not read {path} as a dataset folder ({_first_line(error)})") from None
+        raise DataError(f"could not read {path} as a dataset folder ({first_line(error)})") from None
     if split not in loaded:
         raise DataError(f"{path} has no split {split!r} (it has {', '.join(loaded)}); set data.train/valid/test")
     return pairs_from_columns(loaded[split], cfg, where)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """An exception's type and the start of its message's first line, for a one-line error."""
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
 
 

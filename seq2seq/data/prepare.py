@@ -31,7 +31,16 @@ from typing import Any
 
 from seq2seq.config import Config
 from seq2seq.data import store
-from seq2seq.data.sources import CACHE_ENV, cache_key, content_hash, corpus_files, writable_cache
+from seq2seq.data.sources import (
+    CACHE_ENV,
+    cache_key,
+    changed,
+    content_hash,
+    corpus_files,
+    hub_content,
+    is_hub_id,
+    writable_cache,
+)
 from seq2seq.errors import DataError, Seq2SeqError
 
 log = logging.getLogger(__name__)
@@ -66,7 +75,9 @@ def prepare_data(config: Config, vocab_state: dict | None = None) -> tuple[dict,
 def _prepare_data(config: Config, vocab_state: dict | None) -> tuple[dict, store.MappedSplit, Split]:
     folder = writable_cache()
     files = corpus_files(config.data)
-    content = content_hash(files) if files else None  # None: a hub dataset, known by its name
+    content, unchecked = content_hash(files) if files else None, ""  # None: a hub dataset, known by its name
+    if content is None and config.data.streaming and is_hub_id(config.data.files or ""):
+        content, unchecked = hub_content(config.data)
     entry = folder / cache_key(config.data, files)
     if vocab_state is not None:
         entry = _entry_for_vocab(entry, vocab_state)
@@ -76,6 +87,9 @@ def _prepare_data(config: Config, vocab_state: dict | None) -> tuple[dict, store
         if opened is not None:
             log.info("corpus from cache %s (opened in %.1f s): %s", entry, time.monotonic() - started,
                      "; ".join(opened.manifest["log"]))  # fmt: skip
+            if unchecked:
+                log.warning("could not ask the hub whether %s has changed since its cache was built (%s); "
+                            "using the cache as it is", config.data.files, unchecked)  # fmt: skip
         else:
             _build(config, vocab_state, entry, content)
             opened = _open_good(entry, content)
@@ -107,9 +121,7 @@ def _open_good(entry: Path, content: dict | None) -> store.Entry | None:
         log.warning("corpus cache %s is damaged (%s); preparing the corpus again", entry, problem)
         return None
     if content is not None and manifest.get("content") != content:
-        was = manifest.get("content") or {}
-        changed = [name for name, digest in content.items() if was.get(name) != digest] or sorted(was)
-        log.warning("corpus file %s changed since its cache %s was built; preparing it again", changed[0], entry)
+        log.warning(changed(content, manifest.get("content"), entry))
         return None
     return store.open_entry(entry, manifest)
 

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 from tqdm import tqdm  # not tqdm.auto: in a notebook without ipywidgets it warns on import
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 PAD, UNK, BOS, EOS = 0, 1, 2, 3  # the special ids, the same in SentencePiece and in every SideVocab
 N_SPECIALS = 4
 SAMPLE_SEED = 1  # which sentences SentencePiece learns from when the corpus has more than data.vocab.sample
+SAMPLE_CHUNK = 50_000  # sentences added to a sample at a time
 
 
 def cache_dir() -> Path:
@@ -156,36 +158,100 @@ def _train_spm(texts: Sequence[str], cfg: VocabConfig) -> bytes:
     return model
 
 
+class SentenceSample:
+    """A seeded sample of at most ``size`` sentences from one or more sides, drawn in one pass.
+
+    Each sentence gets a random key (a generator per side seeded with ``(seed, side)``, so the
+    keys do not depend on how the sentences arrive in chunks); the sample is the ``size`` smallest
+    keys: a uniform draw without replacement that needs neither the corpus's length nor a second
+    look at it, and holds at most about ``1.25 * size`` sentences on the way. The same sentences
+    in the same order give the same sample, read whole or as a stream. ``size`` 0 keeps every one.
+    """
+
+    def __init__(self, size: int, sides: int, seed: int = SAMPLE_SEED):
+        self.size = size
+        self._rngs = [np.random.default_rng([seed, side]) for side in range(sides)]
+        self._seen = [0] * sides
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (keys, sides, rows) as added
+        self._texts: list[str] = []
+        self._threshold = np.inf  # keys above the size-th smallest so far can no longer be drawn
+
+    def add(self, side: int, texts: Sequence[str]) -> None:
+        """The next sentences of ``side``, in corpus order."""
+        keys = self._rngs[side].random(len(texts))
+        rows = np.flatnonzero(keys <= self._threshold) if self.size else np.arange(len(texts))
+        self._parts.append((keys[rows], np.full(len(rows), side), rows + self._seen[side]))
+        self._texts.extend(texts[i] for i in rows.tolist())
+        self._seen[side] += len(texts)
+        if self.size and len(self._texts) > self.size + max(self.size // 4, 1000):
+            self._keep(self.size)
+
+    def _columns(self) -> tuple:
+        if len(self._parts) != 1:
+            self._parts = [tuple(np.concatenate(column) for column in zip(*self._parts))] if self._parts else []
+        return self._parts[0] if self._parts else (np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    def _keep(self, n: int) -> None:
+        """Keep the ``n`` smallest keys (ties: side, then row, so the draw is the same every time)."""
+        keys, sides, rows = self._columns()
+        chosen = np.lexsort((rows, sides, keys))[:n]
+        self._parts = [(keys[chosen], sides[chosen], rows[chosen])]
+        self._texts = [self._texts[i] for i in chosen.tolist()]
+        self._threshold = keys[chosen].max()
+
+    def sentences(self) -> list[str]:
+        """The sample: each side's drawn sentences in corpus order, one side after another."""
+        if self.size and len(self._texts) > self.size:
+            self._keep(self.size)
+        _, sides, rows = self._columns()
+        return [self._texts[i] for i in np.lexsort((rows, sides)).tolist()]
+
+
 def sample_sentences(sides: Sequence[Sequence[str]], size: int, seed: int = SAMPLE_SEED) -> list[str]:
     """The sentences of ``sides`` (one list after another) SentencePiece learns from.
 
     Every sentence when there are at most ``size`` (or ``size`` is 0), in order, so a small corpus
-    trains the model it always did; else a sample of ``size`` drawn with ``seed``, in corpus order:
-    the same corpus and settings give the same model, and a corpus of millions of pairs trains in
-    a minute instead of several (``data.vocab.sample``).
+    trains the model it always did; else the :class:`SentenceSample` of ``size`` drawn with
+    ``seed``, in corpus order: the same corpus and settings give the same model, read whole or
+    streamed, and a corpus of millions of pairs trains in a minute instead of several
+    (``data.vocab.sample``).
     """
-    total = sum(len(side) for side in sides)
-    if size == 0 or total <= size:
-        return [text for side in sides for text in side]
-    import numpy as np
+    sample = SentenceSample(size, len(sides), seed)
+    for side, texts in enumerate(sides):
+        for start in range(0, len(texts), SAMPLE_CHUNK):
+            sample.add(side, texts[start : start + SAMPLE_CHUNK])
+    return sample.sentences()
 
-    picked = np.sort(np.random.default_rng(seed).choice(total, size=size, replace=False))
-    out, start = [], 0
-    for side in sides:
-        rows = picked[(picked >= start) & (picked < start + len(side))] - start
-        out.extend(side[i] for i in rows.tolist())
-        start += len(side)
-    return out
+
+class VocabSample:
+    """What SentencePiece learns from, drawn in one pass over the training pairs (:class:`SentenceSample`):
+    one sample of both sides for a joint model, else one per side, as :func:`sample_sentences` draws them."""
+
+    def __init__(self, cfg: VocabConfig):
+        self.cfg = cfg
+        self.samples = [SentenceSample(cfg.sample, 2 if cfg.joint else 1) for _ in range(1 if cfg.joint else 2)]
+
+    def add(self, src: Sequence[str], tgt: Sequence[str]) -> None:
+        """The next training pairs (kept by the filter), in corpus order."""
+        if self.cfg.joint:
+            self.samples[0].add(0, src)
+            self.samples[0].add(1, tgt)
+        else:
+            self.samples[0].add(0, src)
+            self.samples[1].add(0, tgt)
+
+    def train(self) -> tuple[bytes, bytes]:
+        """The source and target SentencePiece models (one and the same when joint), trained or cached."""
+        models = [_train_spm(sample.sentences(), self.cfg) for sample in self.samples]
+        return (models[0], models[0]) if self.cfg.joint else (models[0], models[1])
 
 
 def train_models(src_texts: Sequence[str], tgt_texts: Sequence[str], cfg: VocabConfig) -> tuple[bytes, bytes]:
     """The source and target SentencePiece models (one and the same when ``cfg.joint``), trained or cached."""
-    if cfg.joint:
-        model = _train_spm(sample_sentences([src_texts, tgt_texts], cfg.sample), cfg)
-        return model, model
-    return _train_spm(sample_sentences([src_texts], cfg.sample), cfg), _train_spm(
-        sample_sentences([tgt_texts], cfg.sample), cfg
-    )
+    sample = VocabSample(cfg)
+    for start in range(0, len(src_texts), SAMPLE_CHUNK):
+        sample.add(src_texts[start : start + SAMPLE_CHUNK], tgt_texts[start : start + SAMPLE_CHUNK])
+    return sample.train()
 
 
 def build_vocab(src_texts: Sequence[str], tgt_texts: Sequence[str], cfg: VocabConfig) -> Vocab:
