@@ -56,8 +56,8 @@ eval:  ## score a run's best.pt on its test splits (RUN=outputs/...; BEAM=5; CON
 explore:  ## a run's explorer page from its training history, without evaluating (RUN=outputs/..., default the latest; OUT=page.html) -> RUN/explorer.html
 	$(PYTHON) -m seq2seq.explorer $(if $(RUN),--run $(RUN)) $(if $(OUT),--out $(OUT))
 
-bench-ab:  ## this checkout's training speed against REF=<commit>, interleaved runs (ROUNDS=3) -> outputs/bench_ab.json
-	$(PYTHON) scripts/bench_ab.py --ref $(REF) --rounds $(ROUNDS)
+bench-ab:  ## this checkout's training loop against REF=<commit>, interleaved runs of train.py (ROUNDS=3, fp32 and bf16)
+	$(PYTHON) scripts/ab_train.py --rev $(REF) --rounds $(ROUNDS) --loop
 
 peers:  ## OpenNMT-py 3.5.1 on bench's peer model, on this host now -> outputs/peers/opennmt.json
 	$(PYTHON) scripts/peer_opennmt.py

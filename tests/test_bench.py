@@ -70,15 +70,15 @@ def test_bench_skips_a_comparison_the_peers_file_lacks():
     }
 
 
-def test_bench_ab_alternates_the_sides_and_reads_the_logged_rates():
-    import bench_ab
+def test_the_loop_ab_alternates_the_sides_and_reads_the_logged_rates():
+    import ab_train
 
-    assert bench_ab.order(3) == ["A", "B", "B", "A", "A", "B"]
+    assert [ab_train.order(k) for k in range(3)] == [("A", "B"), ("B", "A"), ("A", "B")]
     log = "\n".join(
         f"12:00:0{i} step {50 * (i + 1)}/400 | epoch 1 | loss 4.0 ppl 50.0 | lr 1.0e-03 | {rate} tok/s | 0:0{i} elapsed"
         for i, rate in enumerate(["1,000", "5,000", "7,100", "7,300", "6,900"])
     )
-    assert bench_ab.window_rates(log) == [1000, 5000, 7100, 7300, 6900]
-    assert bench_ab.run_figure(log) == 7100  # the first two windows (warm-up) left out
-    with pytest.raises(SystemExit, match="give more --steps"):
-        bench_ab.run_figure(log.splitlines()[0])
+    assert ab_train.window_rates(log) == [1000, 5000, 7100, 7300, 6900]
+    assert ab_train.loop_figure(log) == 7100  # the first two windows (warm-up) left out
+    with pytest.raises(SystemExit, match="give more --loop-steps"):
+        ab_train.loop_figure(log.splitlines()[0])
