@@ -32,7 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
-from bench import PEER, PEER_BATCH_TOKENS  # noqa: E402
+from bench import PEER, PEER_BATCH_TOKENS, TRANSFORMER  # noqa: E402
 
 RATE = re.compile(r"\| ([\d,]+) tok/s \|")
 WARM_WINDOWS = 2  # a --loop run's first windows build kernels and warm caches: left out
@@ -118,7 +118,8 @@ def main() -> int:
         try:
             results = {}
             for precision in precisions:
-                peer = [] if args.loop else [*PEER, f"train.batch_tokens={PEER_BATCH_TOKENS}"]
+                base = TRANSFORMER if "model=transformer" in model else PEER  # bench's rows: the peers' sizes
+                peer = [] if args.loop else [*base, f"train.batch_tokens={PEER_BATCH_TOKENS}"]
                 overrides = [*peer, *model, f"train.precision={precision}"]
                 sides: dict[str, list[float]] = {"A": [], "B": []}
                 for k in range(args.rounds):

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seq2seq.errors import DataError
+from seq2seq.model.lstm import Dropout
 
 
 class MultiHeadAttention(nn.Module):
@@ -57,7 +58,7 @@ class MultiHeadAttention(nn.Module):
         self.key_layer = nn.Linear(d_model, d_model, bias=False)  # W_K
         self.value_layer = nn.Linear(d_model, d_model)  # W_V
         self.output_layer = nn.Linear(d_model, d_model)  # W_O
-        self.dropout = dropout
+        self.dropout = Dropout(dropout)  # on the weights (attention dropout)
         self.rotary = rotary
         self.record: list | None = None
         self.record_scores = True  # record {"scores", "weights"}; False: the weights tensor alone
@@ -98,9 +99,10 @@ class MultiHeadAttention(nn.Module):
         ``(B, N, T, S)``, True where a query may look; ``bias`` ``(1, N, T, S)`` is added to the scores.
         Returns ``(B, T, d)`` and, when asked for or recorded, the weights ``(B, N, T, S)``."""
         q = self.query(x, positions)  # (B, N, T, h)
-        dropout = self.dropout if self.training else 0.0
         weights = None
-        if need_weights or self.record is not None:
+        # the fused kernel cannot drop weights on a CPU (it falls back to this arithmetic, with a slower mask)
+        dropping = self.training and self.dropout.p > 0 and q.device.type == "cpu"
+        if need_weights or self.record is not None or dropping:
             scores = self.score(q, k)  # (B, N, T, S)
             if bias is not None:
                 scores = scores + bias
@@ -109,9 +111,10 @@ class MultiHeadAttention(nn.Module):
                 kept = weights.detach()
                 call = {"scores": scores.detach(), "weights": kept, "query": q.detach(), "values": v.detach()}
                 self.record.append(call if self.record_scores else kept)
-            heads = torch.matmul(F.dropout(weights, dropout, self.training), v)  # (B, N, T, h)
+            heads = torch.matmul(self.dropout(weights), v)  # (B, N, T, h)
         else:
             attn_mask = mask if bias is None else bias.masked_fill(~mask, float("-inf")).to(q.dtype)
+            dropout = self.dropout.p if self.training else 0.0
             heads = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         return self.output_layer(heads.transpose(1, 2).flatten(2)), weights  # W_O [head_1; ...; head_N]
 
@@ -123,7 +126,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.inner = nn.Linear(d_model, ff_size)
         self.outer = nn.Linear(ff_size, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.outer(self.dropout(F.relu(self.inner(x))))
@@ -223,7 +226,7 @@ class Sublayer(nn.Module):
     def __init__(self, d_model: int, dropout: float, pre: bool):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre = pre
 
     def inner(self, x: Tensor) -> Tensor:

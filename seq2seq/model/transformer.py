@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from seq2seq.config import TransformerConfig
 from seq2seq.data.vocab import PAD
 from seq2seq.model.layers import AbsolutePositions, DecoderLayer, EncoderLayer, MultiHeadAttention, RelativeBias, Rotary
+from seq2seq.model.lstm import Dropout
 
 
 @dataclass
@@ -122,7 +123,7 @@ class Stack(nn.Module):
         args = (d, cfg.heads, cfg.ff_size, cfg.dropout, cfg.attention_dropout, self.pre, rotary)
         self.layers = nn.ModuleList(kind(*args) for _ in range(layers))
         self.final_norm = nn.LayerNorm(d) if self.pre else nn.Identity()  # pre-norm leaves the last sum unnormalised
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def embed(self, ids: Tensor, positions: Tensor) -> Tensor:
         """``ids (B, L)`` at ``positions (L,)`` -> ``(B, L, d)``."""
