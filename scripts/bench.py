@@ -337,12 +337,21 @@ def main() -> int:
         type=int,
         help=f"the peer rows' train.batch_tokens (default {PEER_BATCH_TOKENS}, as the peers)",
     )
+    parser.add_argument(
+        "--rows",
+        help="comma-separated training rows to measure (default: all; e.g. transformer: its training and "
+        "decoding alone, for a ratio to `peer_opennmt.py --only transformer` measured just before)",
+    )
     parser.add_argument("--out", type=Path, help="default: outputs/bench.json (bench-cuda.json on a GPU)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child), args.windows, args.steps)))
         return 0
+    rows = [*VARIANTS, "default_bahdanau"] if args.rows is None else [r for r in args.rows.split(",") if r]
+    unknown = [r for r in rows if r not in (*VARIANTS, "default_bahdanau")]
+    if unknown or not rows:
+        parser.error(f"--rows {args.rows}: choose from {', '.join([*VARIANTS, 'default_bahdanau'])}")
     if not os.environ.get("SEQ2SEQ_DATA_DIR"):
         print("note: SEQ2SEQ_DATA_DIR is not set, so the corpus comes from the Hugging Face hub", flush=True)
     for flag, path in (("--ckpt", args.ckpt), ("--transformer-ckpt", args.transformer_ckpt)):
@@ -359,8 +368,9 @@ def main() -> int:
         parser.error(str(error))
     bf16 = bf16_lstm_runs(device)
     machine_name = describe_device(device)
+    name = "bench" if args.rows is None else "bench-" + "-".join(rows)
     out = args.out or REPO / "outputs" / (
-        "bench.json" if device.type == "cpu" else f"bench-{args.device.replace(':', '')}.json"
+        f"{name}.json" if device.type == "cpu" else f"{name}-{args.device.replace(':', '')}.json"
     )
     batch_tokens = PEER_BATCH_TOKENS if args.batch_tokens is None else args.batch_tokens
     if batch_tokens < 1:
@@ -396,6 +406,8 @@ def main() -> int:
         flush=True,
     )
     for name, overrides in [*VARIANTS.items(), ("default_bahdanau", None)]:
+        if name not in rows:
+            continue
         base = [f"train.batch_tokens={batch_tokens}", *overrides] if overrides else ["attention=bahdanau"]
         base.append(f"train.device={args.device}")
         fp32 = measure([*base, "train.precision=fp32"], args)
@@ -425,10 +437,12 @@ def main() -> int:
             ),
             flush=True,
         )
-    checkpoints = {
-        "decode": args.ckpt or train_checkpoint(args.train_minutes, args.device),
-        "decode_transformer": args.transformer_ckpt or train_checkpoint(args.train_minutes, args.device, "transformer"),
-    }
+    checkpoints = {}
+    if any(r != "transformer" for r in rows):  # the LSTM rows: the peer Bahdanau model's decoding
+        checkpoints["decode"] = args.ckpt or train_checkpoint(args.train_minutes, args.device)
+    if "transformer" in rows:
+        transformer = args.transformer_ckpt or train_checkpoint(args.train_minutes, args.device, "transformer")
+        checkpoints["decode_transformer"] = transformer
     for key, ckpt in checkpoints.items():
         report[key] = d = decode_figures(ckpt, args.device, ("fp32", "bf16") if bf16 else ("fp32",))
         print(
