@@ -279,6 +279,8 @@ def peer_ratios(report: dict, peers: dict) -> dict:
         if not peer:
             continue
         fp32, bf16 = _lookup(report, ours), _lookup(report, (*ours[:-1], ours[-1] + "_bf16"))
+        if fp32 is None and bf16 is None:  # a row this run did not measure (--rows)
+            continue
         ratios[name] = {
             "opennmt_fp32": peer,
             "fp32": None if fp32 is None else fp32 / peer,
