@@ -59,11 +59,8 @@ def text_fingerprint(src: Sequence[str], tgt: Sequence[str]) -> dict:
 
 
 def build_entry(config: Config, vocab_state: dict | None, folder: Path, content: dict | None) -> None:
-    """Write the entry for ``config``'s corpus into ``folder`` (a temporary folder the caller renames)."""
-    if config.data.streaming:
-        from seq2seq.data.streaming import build_streamed
-
-        return build_streamed(config, vocab_state, folder, content)
+    """Write the entry for ``config``'s corpus, read whole, into ``folder`` (a temporary folder the caller
+    renames); a streamed corpus is :func:`seq2seq.data.streaming.build_streamed`'s."""
     from seq2seq.data.corpora import filter_decisions, load_split
 
     data, phases, lines = config.data, Phases(), []

@@ -196,11 +196,14 @@ def _prepare(config_dict: dict[str, Any], vocab_state: dict | None, folder: str,
     import datasets
 
     from seq2seq.data.build import build_entry
+    from seq2seq.data.streaming import build_streamed
 
     if not sys.stderr.isatty():
         datasets.disable_progress_bars()  # no progress bars in redirected logs
+    config = Config.from_dict(config_dict)
+    build = build_streamed if config.data.streaming else build_entry
     try:
-        build_entry(Config.from_dict(config_dict), vocab_state, Path(folder), content)
+        build(config, vocab_state, Path(folder), content)
     except OSError as error:
         if error.errno in store.FULL_DISK:
             raise _full(Path(folder), error) from None
