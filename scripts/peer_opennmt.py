@@ -218,6 +218,22 @@ def translate(bin_dir: Path, data: Path, checkpoint: str, beam: int, batch_size:
     }
 
 
+def print_figures(figures: dict) -> None:
+    """The figures of ``opennmt.json``, a line each."""
+    t, d = figures["train"], figures["decode"]
+    gflops = figures["matmul_gflops"]
+    bf16_text = "n/a (unsupported)" if gflops["bf16"] is None else f"{gflops['bf16']:.0f}"
+    print(f"{figures['machine']}: matmul GFLOP/s fp32 {gflops['fp32']:.0f}, bf16 {bf16_text}")
+    for name, f in t.items():
+        print(f"OpenNMT-py {name:9s} {f['tgt_tok_per_s']:7,.0f} tgt tok/s   peak RSS {f['peak_rss_mb']:,.0f} MB")
+    print(
+        f"decode test_2016_flickr: greedy {d['greedy']['sent_per_s']:,.0f} sent/s, "
+        f"beam 5 {d['beam5']['sent_per_s']:,.0f} sent/s; mean output {d['greedy']['mean_output_len']:.1f} tokens"
+    )
+    tg = d["transformer_greedy"]
+    print(f"transformer greedy {tg['sent_per_s']:,.0f} sent/s; mean output {tg['mean_output_len']:.1f} tokens")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -273,18 +289,7 @@ def main() -> None:
     transformer = figures["train"]["transformer"]["checkpoint"]
     figures["decode"]["transformer_greedy"] = translate(bin_dir, data, transformer, 1, 128)
     (OUT / "opennmt.json").write_text(json.dumps(figures, indent=2))
-    t, d = figures["train"], figures["decode"]
-    gflops = figures["matmul_gflops"]
-    bf16_text = "n/a (unsupported)" if gflops["bf16"] is None else f"{gflops['bf16']:.0f}"
-    print(f"{figures['machine']}: matmul GFLOP/s fp32 {gflops['fp32']:.0f}, bf16 {bf16_text}")
-    for name, f in t.items():
-        print(f"OpenNMT-py {name:9s} {f['tgt_tok_per_s']:7,.0f} tgt tok/s   peak RSS {f['peak_rss_mb']:,.0f} MB")
-    print(
-        f"decode test_2016_flickr: greedy {d['greedy']['sent_per_s']:,.0f} sent/s, "
-        f"beam 5 {d['beam5']['sent_per_s']:,.0f} sent/s; mean output {d['greedy']['mean_output_len']:.1f} tokens"
-    )
-    tg = d["transformer_greedy"]
-    print(f"transformer greedy {tg['sent_per_s']:,.0f} sent/s; mean output {tg['mean_output_len']:.1f} tokens")
+    print_figures(figures)
     print(f"wrote {OUT / 'opennmt.json'} in {time.perf_counter() - start:.0f}s")
 
 
