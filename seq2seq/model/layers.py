@@ -14,8 +14,9 @@ Attention is the lessons' arithmetic, one head at a time (Eq. 1), N heads side b
 
 ``prepare`` (W_K m) and ``prepare_values`` (W_V m) are computed once per batch for the
 encoder-decoder attention, as the LSTM's attention prepares its keys. Where nothing asks for the
-weights (training), the same product runs as PyTorch's fused ``scaled_dot_product_attention``;
-``tests/test_transformer.py`` pins the two together.
+weights, the same product runs as PyTorch's fused ``scaled_dot_product_attention``, except when
+training with attention dropout on a CPU, where that kernel has no dropout of its own and falls
+back to this arithmetic anyway; ``tests/test_transformer.py`` pins the two together.
 
 Positions (``model.positions``):
 

@@ -251,7 +251,8 @@ class Transformer(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """The decoder's output ``(B, T, d)`` for the whole of ``tgt_in`` at once (training's loss starts here),
         and outside training the last layer's cross-attention, mean over heads, ``(B, T, S)`` (for its
-        statistics); training asks for no weights, so its attention runs fused."""
+        statistics); training asks for no weights, so its attention runs fused (on a GPU, or without
+        attention dropout)."""
         features, _, weights = self.decoder(tgt_in, self.encode(src, src_lens), need_weights=not self.training)
         return features, None if weights is None else weights.mean(1)
 
