@@ -136,7 +136,7 @@ def train_all(root: Path, args, timings: dict) -> None:
         for regime in args.regimes:
             for variant in VARIANTS:
                 out = run_dir(root, regime, variant, seed)
-                if (out / "metrics.json").exists() and (out / "best.pt").exists():
+                if finished(out):
                     print(f"finished: {out}", flush=True)
                     continue
                 resume = ["train.resume=true"] if (out / "last.pt").exists() else []
@@ -150,6 +150,16 @@ def train_all(root: Path, args, timings: dict) -> None:
                 save_timings(root, timings)
                 if done.returncode != 0:
                     sys.exit(f"error: training {out} failed (exit {done.returncode}); run the same command to resume")
+
+
+def finished(run: Path) -> bool:
+    """The run reached its budget: a run stopped by a signal (or a time limit) has metrics.json too, and resumes."""
+    try:
+        metrics = json.loads((run / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    stop = str(metrics.get("stop", ""))
+    return (run / "best.pt").exists() and not stop.startswith("signal") and stop != "max_time"
 
 
 def load_timings(root: Path) -> dict:
@@ -171,10 +181,10 @@ def collect(root: Path, seeds: list[int] | None = None) -> dict[str, dict[str, l
     for metrics in sorted(root.glob("*/*-seed*/metrics.json")):
         run = metrics.parent
         variant, seed = run.name.rsplit("-seed", 1)
-        if variant in VARIANTS and (run / "best.pt").exists() and (seeds is None or int(seed) in seeds):
+        if variant in VARIANTS and finished(run) and (seeds is None or int(seed) in seeds):
             runs.setdefault(run.parent.name, {}).setdefault(variant, []).append((int(seed), run))
     if not runs:
-        raise Seq2SeqError(f"{root} holds no finished run (metrics.json and best.pt); train first")
+        raise Seq2SeqError(f"{root} holds no finished run (best.pt, and metrics.json of a run that reached its budget); train first")
     for regime, by_variant in runs.items():
         missing = [v for v in VARIANTS if v not in by_variant]
         if missing:

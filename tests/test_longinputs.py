@@ -304,3 +304,19 @@ def test_study_variants_name_a_wiring_and_optionally_heads_or_a_transformer(tmp_
         "bahdanau-four: a variant is none, luong or bahdanau, optionally with -<N>heads, "
         "or transformer, optionally with -sinusoidal, -learned, -relative or -rope"
     )
+
+
+def test_a_study_resumes_a_run_stopped_by_a_signal_instead_of_counting_it_finished(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("length_study", REPO / "scripts" / "length_study.py")
+    study_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study_module)
+    run = tmp_path / "none-seed1234"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"")  # a validation before the stop wrote one
+    for stop, done in [("signal SIGTERM", False), ("max_time", False), ("max_steps", True), ("early stopping", True)]:
+        (run / "metrics.json").write_text(json.dumps({"stop": stop, "step": 609}))
+        assert study_module.finished(run) is done, stop
+    (run / "metrics.json").write_text("{")  # killed while writing it
+    assert not study_module.finished(run)
