@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -24,6 +25,11 @@ os.environ.update(
     MPLBACKEND="Agg",
 )
 os.environ.pop("SEQ2SEQ_DATA_DIR", None)  # each test says where its corpus is
+# A shell without job control starts a background job (`make test &`) with SIGINT ignored, and an
+# ignored signal stays ignored in every child: the tests that press Ctrl-C on a training process
+# would see it carry on. The tests act as a terminal's user, so their children get the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # A small model that still exercises every part (two layers where layers matter).
 TINY = [
