@@ -119,7 +119,9 @@ class Trainer:
         self.objective: torch.nn.Module = Objective(self.model)
         if self.dist.enabled:  # the wrapper broadcasts rank 0's initial weights to every rank
             self.objective = torch.nn.parallel.DistributedDataParallel(
-                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                self.objective,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                gradient_as_bucket_view=True,  # the gradients live in the all-reduce buckets: no second copy
             )
         self.optimizer = torch.optim.Adam(
             self.model.parameters(),
