@@ -26,6 +26,9 @@ When ``outputs/peers/opennmt.json`` exists (``make peers``), the script ends wit
 it, float32 against OpenNMT-py's float32 and bf16 against the same, and says how long before
 the peers were measured: this host's speed drifts, so only a pair measured back to back is a
 comparison.
+
+The measurement in the fresh process lives in ``bench_train.py``, the comparison with ``make peers`` in
+``bench_peers.py``.
 """
 
 from __future__ import annotations
@@ -33,32 +36,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from bench_peers import figure, print_peer_ratios
+from bench_train import child, matmul_gflops
+
 REPO = Path(__file__).resolve().parent.parent
-PEERS = REPO / "outputs" / "peers" / "opennmt.json"
-# (our figure, OpenNMT-py's figure) for each comparison: paths into bench.json and opennmt.json
-PEER_PAIRS = {
-    "bahdanau / additive, tgt tok/s": (("train", "bahdanau", "tgt_tok_per_s"), ("train", "additive", "tgt_tok_per_s")),
-    "luong input feeding / general": (
-        ("train", "luong_input_feed", "tgt_tok_per_s"),
-        ("train", "general", "tgt_tok_per_s"),
-    ),
-    "luong fast path / general": (("train", "luong", "tgt_tok_per_s"), ("train", "general", "tgt_tok_per_s")),
-    "greedy test2016, sent/s": (("decode", "greedy_sent_per_s"), ("decode", "greedy", "sent_per_s")),
-    "beam 5 test2016, sent/s": (("decode", "beam5_sent_per_s"), ("decode", "beam5", "sent_per_s")),
-    "transformer, tgt tok/s": (("train", "transformer", "tgt_tok_per_s"), ("train", "transformer", "tgt_tok_per_s")),
-    "transformer greedy, sent/s": (
-        ("decode_transformer", "greedy_sent_per_s"),
-        ("decode", "transformer_greedy", "sent_per_s"),
-    ),
-}
 
 PEER = [
     "model.embedding_size=256",
@@ -70,7 +57,6 @@ PEER = [
     "data.vocab.size=8000",
 ]
 PEER_BATCH_TOKENS = 1100  # padded tokens of the longer side: ~1,000 target tokens per batch, as the peers
-MAX_WARMUP = 150  # training steps before the timed windows: one per batch shape, up to this many
 # the Transformer at its default sizes (d 256, 3 + 3 layers, 4 heads, feed-forward 1024), as make peers trains it
 TRANSFORMER = ["model=transformer", "data.vocab.size=8000"]
 VARIANTS = {  # every row's overrides
@@ -84,151 +70,14 @@ VARIANTS = {  # every row's overrides
 }
 
 
-def synchronize(device) -> None:
-    """Wait for ``device``'s queued work (a GPU runs asynchronously; the CPU needs nothing)."""
-    import torch
-
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_gflops(dtype, device="cpu", repeats: int = 7) -> float:
-    """Median GFLOP/s of a square matrix multiply (the device's ceiling for this precision).
-
-    2048 x 2048 on a CPU; 8192 x 8192 on a GPU, which a smaller product leaves partly idle.
-    """
-    import torch
-
-    size = 8192 if torch.device(device).type == "cuda" else 2048
-    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
-    torch.mm(a, b)
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
-
-
-def lstm_train_flops(module, tokens: int) -> float:
-    """Training FLOPs (forward + 2x backward) of an nn.LSTM's weights over ``tokens`` real positions."""
-    hidden, directions = module.hidden_size, 2 if module.bidirectional else 1
-    flops, size_in = 0.0, module.input_size
-    for _ in range(module.num_layers):
-        flops += 3 * 2 * 4 * hidden * (size_in + hidden) * tokens * directions
-        size_in = hidden * directions
-    return flops
-
-
-def lstm_flops_hook(counter: list[float]):
-    """Forward hook adding a fused nn.LSTM call's training FLOPs to ``counter``."""
-    import torch
-
-    def hook(module, inputs, output):
-        x = inputs[0]
-        tokens = x.data.size(0) if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x.shape[0] * x.shape[1]
-        counter[0] += lstm_train_flops(module, tokens)
-
-    return hook
-
-
-def child(overrides: list[str], windows: int, steps: int) -> dict:
-    """Measure one configuration in this (fresh) process; returns the figures as a dict."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from seq2seq.data.batching import collate, epoch_batches, round_up
-    from seq2seq.overrides import compose
-    from seq2seq.training.trainer import Trainer
-
-    config = compose(overrides)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(config, Path(tmp))
-        device = trainer.device
-        data = trainer.train_data
-        src_lens = [len(s) for s in data.src_ids]
-        tgt_lens = [len(t) for t in data.tgt_ids]
-        multiple = config.train.pad_to_multiple
-        batches = epoch_batches(src_lens, tgt_lens, config.train.batch_tokens, config.train.seed, 0, multiple)
-
-        def batch_at(i):
-            index = batches[i % len(batches)]
-            return collate([data.src_ids[j] for j in index], [data.tgt_ids[j] for j in index], multiple)
-
-        # FLOPs per target token, on a few real batches
-        lstm = [0.0]
-        encoder = getattr(trainer.model.encoder, "rnn", None)  # one call per direction on CPU: counted below
-        lstms = [m for m in trainer.model.modules() if isinstance(m, torch.nn.LSTM) and m is not encoder]
-        hooks = [m.register_forward_hook(lstm_flops_hook(lstm)) for m in lstms]
-        counted, tokens = 0.0, 0
-        for i in range(3):
-            batch = batch_at(1000 + i).to(device)
-            with FlopCounterMode(display=False) as counter:
-                logits, _ = trainer.model(batch.src, batch.src_lens, batch.tgt_in)
-                torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten()).backward()
-            counted += counter.get_total_flops()
-            if encoder is not None:
-                lstm[0] += lstm_train_flops(encoder, int(batch.src_lens.sum()))  # real source tokens, as packed
-            tokens += batch.n_tokens
-        for h in hooks:
-            h.remove()
-        trainer.model.zero_grad(set_to_none=True)
-        flops_per_token = (counted + lstm[0]) / tokens
-
-        # warm-up: one batch of each shape the epoch holds (at most MAX_WARMUP), as after a first epoch:
-        # oneDNN has built its kernels and the heap has held every size of tensor once
-        shapes = {}
-        for i, index in enumerate(batches):
-            longest = (max(src_lens[j] for j in index) + 1, max(tgt_lens[j] for j in index) + 1)
-            shapes.setdefault((len(index), *(round_up(n, multiple) for n in longest)), i)
-        for i in list(shapes.values())[:MAX_WARMUP]:
-            batch = batch_at(i)
-            trainer.train_step(batch, 1.0 / batch.n_tokens)
-        rates, step = [], 0
-        for _ in range(windows):
-            synchronize(device)
-            n_tokens, start = 0, time.perf_counter()
-            for _ in range(steps):
-                batch = batch_at(step)
-                trainer.train_step(batch, 1.0 / batch.n_tokens)
-                n_tokens += batch.n_tokens
-                step += 1
-            synchronize(device)
-            rates.append(n_tokens / (time.perf_counter() - start))
-        trainer.tracker.close()
-    precision = config.train.precision
-    rate = statistics.median(rates)
-    ceiling = matmul_gflops(torch.bfloat16 if precision == "bf16" else torch.float32, device)
-    gpu = {"peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20} if device.type == "cuda" else {}
-    return {
-        "tgt_tok_per_s": rate,
-        "windows": rates,
-        "flops_per_tgt_token": flops_per_token,
-        "mfu": rate * flops_per_token / (ceiling * 1e9),
-        "matmul_gflops": ceiling,
-        "mean_tgt_tokens_per_batch": sum(tgt_lens[i] + 1 for b in batches for i in b) / len(batches),
-        "batch_shapes": len(shapes),
-        "warmup_steps": min(len(shapes), MAX_WARMUP),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(),
-        **gpu,
-    }
-
-
 def measure(overrides: list[str], args) -> dict:
+    """Run ``bench.py --child`` on ``overrides`` in a fresh process; returns its figures (its last line, JSON)."""
     command = [sys.executable, __file__, "--child", json.dumps(overrides)]
     command += ["--windows", str(args.windows), "--steps", str(args.steps)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if result.returncode != 0:
         sys.exit(f"error: measuring {' '.join(overrides)} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def _figure(value: float | None, spec: str = ",.0f") -> str:
-    """A figure for the table, or ``n/a`` where the device could not run it (bf16 on a CPU without it)."""
-    return "n/a" if value is None else format(value, spec)
 
 
 def cpu_extensions() -> list[str]:
@@ -241,6 +90,7 @@ def cpu_extensions() -> list[str]:
 
 
 def decode_figures(ckpt: Path, device: str, precisions: tuple[str, ...] = ("fp32", "bf16")) -> dict:
+    """Greedy and beam 5 decoding speed of ``ckpt`` on its test split, in each of ``precisions``."""
     from seq2seq.data.corpora import load_split
     from seq2seq.search import Search, decode_corpus
     from seq2seq.translator import Translator
@@ -265,51 +115,6 @@ def decode_figures(ckpt: Path, device: str, precisions: tuple[str, ...] = ("fp32
     return figures
 
 
-def _lookup(tree: dict, path: tuple[str, ...]):
-    for key in path:
-        tree = tree.get(key) if isinstance(tree, dict) else None
-    return tree
-
-
-def peer_ratios(report: dict, peers: dict) -> dict:
-    """Ours over OpenNMT-py's float32 for each of :data:`PEER_PAIRS`: ``{name: {"fp32": r, "bf16": r}}``."""
-    ratios = {}
-    for name, (ours, theirs) in PEER_PAIRS.items():
-        peer = _lookup(peers, theirs)
-        if not peer:
-            continue
-        fp32, bf16 = _lookup(report, ours), _lookup(report, (*ours[:-1], ours[-1] + "_bf16"))
-        if fp32 is None and bf16 is None:  # a row this run did not measure (--rows)
-            continue
-        ratios[name] = {
-            "opennmt_fp32": peer,
-            "fp32": None if fp32 is None else fp32 / peer,
-            "bf16": None if bf16 is None else bf16 / peer,
-        }
-    return ratios
-
-
-def print_peer_ratios(report: dict) -> None:
-    """Add and print the ratios to ``make peers``' figures, when there are any."""
-    if not PEERS.is_file():
-        print("no outputs/peers/opennmt.json: run make peers just before for the ratios to OpenNMT-py")
-        return
-    try:
-        peers = json.loads(PEERS.read_text())
-    except json.JSONDecodeError as error:
-        print(f"{PEERS} is not JSON ({error}); run make peers again for the ratios to OpenNMT-py")
-        return
-    age = (time.time() - PEERS.stat().st_mtime) / 60
-    ratios = peer_ratios(report, peers)
-    report["against_opennmt"] = {"peers_measured_minutes_before": round(age), "ratios": ratios}
-    print(f"against OpenNMT-py 3.5.1 float32 ({PEERS.relative_to(REPO)}, written {age:,.0f} minutes before):")
-    for name, r in ratios.items():
-        print(
-            f"  {name:<32} OpenNMT-py {r['opennmt_fp32']:>7,.0f}   ours fp32 {_figure(r['fp32'], '.2f')}x"
-            f"   bf16 {_figure(r['bf16'], '.2f')}x"
-        )
-
-
 def train_checkpoint(minutes: float, device: str, variant: str = "bahdanau") -> Path:
     """Train the peer ``variant`` for a few minutes on ``device`` (reused by later runs of bench)."""
     name = "bench-model" if variant == "bahdanau" else f"bench-{variant}"
@@ -324,7 +129,8 @@ def train_checkpoint(minutes: float, device: str, variant: str = "bahdanau") -> 
     return out / "best.pt"
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (``--child`` is the hidden entry of one measurement in a fresh process)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", type=Path, help="a trained checkpoint for the decoding figures")
     parser.add_argument(
@@ -346,21 +152,25 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, help="default: outputs/bench.json (bench-cuda.json on a GPU)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(json.loads(args.child), args.windows, args.steps)))
-        return 0
+    return parser
+
+
+def chosen_rows(parser: argparse.ArgumentParser, args) -> list[str]:
+    """The training rows ``--rows`` names (default: all); an unknown one is a usage error."""
     rows = [*VARIANTS, "default_bahdanau"] if args.rows is None else [r for r in args.rows.split(",") if r]
     unknown = [r for r in rows if r not in (*VARIANTS, "default_bahdanau")]
     if unknown or not rows:
         parser.error(f"--rows {args.rows}: choose from {', '.join([*VARIANTS, 'default_bahdanau'])}")
+    return rows
+
+
+def setup(parser: argparse.ArgumentParser, args, rows: list[str]) -> tuple:
+    """Check the inputs and pick the device: ``(device, bf16, machine name, output path, peer batch tokens)``."""
     if not os.environ.get("SEQ2SEQ_DATA_DIR"):
         print("note: SEQ2SEQ_DATA_DIR is not set, so the corpus comes from the Hugging Face hub", flush=True)
     for flag, path in (("--ckpt", args.ckpt), ("--transformer-ckpt", args.transformer_ckpt)):
         if path is not None and not path.is_file():
             parser.error(f"{flag} {path} does not exist")
-    import torch
-
     from seq2seq.errors import Seq2SeqError
     from seq2seq.hardware import bf16_lstm_runs, describe_device, pick_device
 
@@ -377,7 +187,15 @@ def main() -> int:
     batch_tokens = PEER_BATCH_TOKENS if args.batch_tokens is None else args.batch_tokens
     if batch_tokens < 1:
         parser.error("--batch-tokens must be at least 1")
-    started = time.monotonic()
+    return device, bf16, machine_name, out, batch_tokens
+
+
+def header(device, bf16: bool, machine_name: str, batch_tokens: int) -> dict:
+    """The report's machine and matrix-multiply ceilings, printed with the training table's header."""
+    import torch
+
+    from seq2seq.hardware import describe_device
+
     machine = {
         "name": machine_name,
         "cpus": os.cpu_count(),
@@ -399,7 +217,7 @@ def main() -> int:
         "train": {},
     }
     gflops = report["matmul_gflops"]
-    print(f"{device}: matmul GFLOP/s fp32 {gflops['fp32']:,.0f}, bf16 {_figure(gflops['bf16'])}", flush=True)
+    print(f"{device}: matmul GFLOP/s fp32 {gflops['fp32']:,.0f}, bf16 {figure(gflops['bf16'])}", flush=True)
     if not bf16:
         print(f"bf16: {report['bf16']}; measuring float32 only", flush=True)
     print(
@@ -407,6 +225,40 @@ def main() -> int:
         + ("   peak GPU MB fp32 / bf16" if device.type == "cuda" else ""),
         flush=True,
     )
+    return report
+
+
+def train_row(fp32: dict, half: dict) -> dict:
+    """One training row of the report from its float32 and bf16 figures (``half`` is empty without bf16)."""
+    row = {
+        "tgt_tok_per_s": fp32["tgt_tok_per_s"],
+        "tgt_tok_per_s_bf16": half.get("tgt_tok_per_s"),
+        "mfu": fp32["mfu"],
+        "mfu_bf16": half.get("mfu"),
+        "peak_rss_mb": fp32["peak_rss_mb"],
+        "peak_rss_mb_bf16": half.get("peak_rss_mb"),
+        "flops_per_tgt_token": fp32["flops_per_tgt_token"],
+        "mean_tgt_tokens_per_batch": fp32["mean_tgt_tokens_per_batch"],
+        "windows": {"fp32": fp32["windows"], "bf16": half.get("windows")},
+    }
+    if "peak_gpu_mb" in fp32:
+        row["peak_gpu_mb"], row["peak_gpu_mb_bf16"] = fp32["peak_gpu_mb"], half.get("peak_gpu_mb")
+    return row
+
+
+def print_train_row(name: str, row: dict) -> None:
+    """Print one training row of the table."""
+    print(
+        f"{name:<18} {row['tgt_tok_per_s']:>10,.0f} {figure(row['tgt_tok_per_s_bf16']):>10} "
+        f"{row['mfu']:>8.1%} {figure(row['mfu_bf16'], '.1%'):>8} "
+        f"{row['peak_rss_mb']:>15,.0f} / {figure(row['peak_rss_mb_bf16']):>6}"
+        + (f"   {row['peak_gpu_mb']:>13,.0f} / {figure(row['peak_gpu_mb_bf16']):>6}" if "peak_gpu_mb" in row else ""),
+        flush=True,
+    )
+
+
+def train_rows(report: dict, rows: list[str], args, bf16: bool, batch_tokens: int) -> None:
+    """Measure the training ``rows`` in float32 and (where it runs) bf16, each in a fresh process; add and print."""
     for name, overrides in [*VARIANTS.items(), ("default_bahdanau", None)]:
         if name not in rows:
             continue
@@ -414,31 +266,13 @@ def main() -> int:
         base.append(f"train.device={args.device}")
         fp32 = measure([*base, "train.precision=fp32"], args)
         half = measure([*base, "train.precision=bf16"], args) if bf16 else {}
-        row = {
-            "tgt_tok_per_s": fp32["tgt_tok_per_s"],
-            "tgt_tok_per_s_bf16": half.get("tgt_tok_per_s"),
-            "mfu": fp32["mfu"],
-            "mfu_bf16": half.get("mfu"),
-            "peak_rss_mb": fp32["peak_rss_mb"],
-            "peak_rss_mb_bf16": half.get("peak_rss_mb"),
-            "flops_per_tgt_token": fp32["flops_per_tgt_token"],
-            "mean_tgt_tokens_per_batch": fp32["mean_tgt_tokens_per_batch"],
-            "windows": {"fp32": fp32["windows"], "bf16": half.get("windows")},
-        }
-        if "peak_gpu_mb" in fp32:
-            row["peak_gpu_mb"], row["peak_gpu_mb_bf16"] = fp32["peak_gpu_mb"], half.get("peak_gpu_mb")
+        row = train_row(fp32, half)
         (report["train"] if overrides else report.setdefault("default_model", {}))[name] = row
-        print(
-            f"{name:<18} {row['tgt_tok_per_s']:>10,.0f} {_figure(row['tgt_tok_per_s_bf16']):>10} "
-            f"{row['mfu']:>8.1%} {_figure(row['mfu_bf16'], '.1%'):>8} "
-            f"{row['peak_rss_mb']:>15,.0f} / {_figure(row['peak_rss_mb_bf16']):>6}"
-            + (
-                f"   {row['peak_gpu_mb']:>13,.0f} / {_figure(row['peak_gpu_mb_bf16']):>6}"
-                if "peak_gpu_mb" in row
-                else ""
-            ),
-            flush=True,
-        )
+        print_train_row(name, row)
+
+
+def decode_rows(report: dict, rows: list[str], args, bf16: bool) -> None:
+    """Decoding speed of the rows' checkpoints (given, or trained first); add and print it."""
     checkpoints = {}
     if any(r != "transformer" for r in rows):  # the LSTM rows: the peer Bahdanau model's decoding
         checkpoints["decode"] = args.ckpt or train_checkpoint(args.train_minutes, args.device)
@@ -449,16 +283,36 @@ def main() -> int:
         report[key] = d = decode_figures(ckpt, args.device, ("fp32", "bf16") if bf16 else ("fp32",))
         print(
             f"{key} {d['split']} ({d['n_sentences']} sentences), sent/s fp32 / bf16: "
-            f"greedy {d['greedy_sent_per_s']:,.0f} / {_figure(d.get('greedy_sent_per_s_bf16'))}, "
-            f"beam 5 {d['beam5_sent_per_s']:,.0f} / {_figure(d.get('beam5_sent_per_s_bf16'))}; "
-            f"mean output {d['mean_output_len']:.1f} / {_figure(d.get('mean_output_len_bf16'), '.1f')} tokens"
+            f"greedy {d['greedy_sent_per_s']:,.0f} / {figure(d.get('greedy_sent_per_s_bf16'))}, "
+            f"beam 5 {d['beam5_sent_per_s']:,.0f} / {figure(d.get('beam5_sent_per_s_bf16'))}; "
+            f"mean output {d['mean_output_len']:.1f} / {figure(d.get('mean_output_len_bf16'), '.1f')} tokens"
         )
+
+
+def write_report(report: dict, out: Path, started: float, device) -> None:
+    """Add the ratios to the peers (on a CPU) and the run's duration, and write ``report`` to ``out``."""
     if device.type == "cpu":  # the peers are measured on this CPU
         print_peer_ratios(report)
     report["seconds"] = time.monotonic() - started
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out} in {report['seconds']:.0f}s")
+
+
+def main() -> int:
+    """Measure every row, print the table and write the report; with ``--child``, one measurement as JSON."""
+    parser = build_parser()
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child), args.windows, args.steps)))
+        return 0
+    rows = chosen_rows(parser, args)
+    device, bf16, machine_name, out, batch_tokens = setup(parser, args, rows)
+    started = time.monotonic()
+    report = header(device, bf16, machine_name, batch_tokens)
+    train_rows(report, rows, args, bf16, batch_tokens)
+    decode_rows(report, rows, args, bf16)
+    write_report(report, out, started, device)
     return 0
 
 

@@ -254,7 +254,7 @@ def main() -> None:
     vocab.write_text(data_config(data))
     run([str(bin_dir / "onmt_build_vocab"), "-config", str(vocab), "-n_sample", "-1"], OUT / "vocab.log")
     import torch
-    from bench import matmul_gflops
+    from bench_train import matmul_gflops
 
     from seq2seq.hardware import bf16_lstm_runs, describe_device
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import bench  # noqa: E402
+import bench_peers  # noqa: E402
 
 PEERS = {
     "train": {
@@ -42,7 +42,7 @@ def report(bf16: bool) -> dict:
 
 @pytest.mark.parametrize("bf16", [True, False])
 def test_bench_divides_each_of_our_figures_by_its_opennmt_counterpart(bf16):
-    ratios = bench.peer_ratios(report(bf16), PEERS)
+    ratios = bench_peers.peer_ratios(report(bf16), PEERS)
     expected = {
         "bahdanau / additive, tgt tok/s": (4000, 1.5),
         "luong input feeding / general": (5000, 1.1),
@@ -62,7 +62,7 @@ def test_bench_divides_each_of_our_figures_by_its_opennmt_counterpart(bf16):
 
 def test_bench_skips_a_comparison_the_peers_file_lacks():
     peers = {"train": PEERS["train"]}  # an interrupted make peers: no decoding figures
-    assert set(bench.peer_ratios(report(True), peers)) == {
+    assert set(bench_peers.peer_ratios(report(True), peers)) == {
         "bahdanau / additive, tgt tok/s",
         "luong input feeding / general",
         "luong fast path / general",
