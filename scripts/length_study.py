@@ -184,7 +184,9 @@ def collect(root: Path, seeds: list[int] | None = None) -> dict[str, dict[str, l
         if variant in VARIANTS and finished(run) and (seeds is None or int(seed) in seeds):
             runs.setdefault(run.parent.name, {}).setdefault(variant, []).append((int(seed), run))
     if not runs:
-        raise Seq2SeqError(f"{root} holds no finished run (best.pt, and metrics.json of a run that reached its budget); train first")
+        raise Seq2SeqError(
+            f"{root} holds no finished run (best.pt, and metrics.json of a run that reached its budget); train first"
+        )
     for regime, by_variant in runs.items():
         missing = [v for v in VARIANTS if v not in by_variant]
         if missing:
