@@ -78,7 +78,7 @@ def collate(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], multiple
 class Batches(Sequence[list[int]]):
     """Index batches held as one array: pair ``order[starts[k]:ends[k]]`` form batch ``k``.
 
-    Millions of pairs as lists of Python ints would take ~40 bytes a pair; here they take 8, and
+    Millions of pairs as lists of Python ints would take ~40 bytes a pair; here they take 4, and
     each batch becomes a list only when it is read.
     """
 
@@ -112,9 +112,10 @@ def token_batches(
     ``src_lens`` and ``tgt_lens`` may be lists or arrays (a mapped corpus's lengths).
     """
     n = len(src_lens)
-    order = torch.randperm(n, generator=generator).numpy() if generator is not None else np.arange(n)
-    src_len = (np.asarray(src_lens, dtype=np.int64) + multiple) // multiple * multiple  # round_up(len + 1)
-    tgt_len = (np.asarray(tgt_lens, dtype=np.int64) + multiple) // multiple * multiple
+    index = np.int32 if n < 1 << 31 else np.int64  # the order is held for a whole epoch: 4 bytes a pair
+    order = (torch.randperm(n, generator=generator).numpy() if generator is not None else np.arange(n)).astype(index)
+    src_len = (np.asarray(src_lens, dtype=np.int32) + multiple) // multiple * multiple  # round_up(len + 1)
+    tgt_len = (np.asarray(tgt_lens, dtype=np.int32) + multiple) // multiple * multiple
     order = order[np.lexsort((src_len[order], tgt_len[order]))]  # stable: by target, then source length
     starts = _cuts(np.maximum(src_len, tgt_len)[order], batch_tokens)
     ends = np.append(starts[1:], n)
