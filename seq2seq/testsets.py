@@ -18,7 +18,7 @@ import datasets
 
 from seq2seq.alignment import alignment_error_rate, diagonal_error_rate, read_gold
 from seq2seq.config import DataConfig
-from seq2seq.data.corpora import corpus_root, load_split
+from seq2seq.data.corpora import corpus_root, load_split, pair_texts
 from seq2seq.data.longinputs import join_consecutive
 from seq2seq.errors import DataError
 from seq2seq.translator import Translator
@@ -58,7 +58,7 @@ def load_test_splits(data: DataConfig) -> dict[str, tuple[list[str], list[str]]]
                 log.warning("skipping test split %s: %s", split, error)
                 continue
             raise
-        splits[split] = (list(ds["src"]), list(ds["tgt"]))
+        splits[split] = pair_texts(ds)
     if not splits:
         raise DataError(f"none of the test splits {data.test} of {data.name} could be loaded")
     return splits

@@ -13,6 +13,7 @@ same entry through the same spool and writer.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import time
@@ -61,14 +62,12 @@ def text_fingerprint(src: Sequence[str], tgt: Sequence[str]) -> dict:
 def build_entry(config: Config, vocab_state: dict | None, folder: Path, content: dict | None) -> None:
     """Write the entry for ``config``'s corpus, read whole, into ``folder`` (a temporary folder the caller
     renames); a streamed corpus is :func:`seq2seq.data.streaming.build_streamed`'s."""
-    from seq2seq.data.corpora import filter_decisions, load_split
+    from seq2seq.data.corpora import filter_decisions, load_split, pair_texts
 
     data, phases, lines = config.data, Phases(), []
-    raw = load_split(data, data.train)
-    src, tgt = list(raw["src"]), list(raw["tgt"])
+    src, tgt = pair_texts(load_split(data, data.train))
     train_fingerprint = text_fingerprint(src, tgt)
-    valid_ds = load_split(data, data.valid)  # never filtered; read now, so that a bad file fails early
-    valid_texts = list(valid_ds["src"]), list(valid_ds["tgt"])
+    valid_texts = pair_texts(load_split(data, data.valid))  # never filtered; read now: a bad file fails early
     phases.done("read")
     decisions, report = filter_decisions(src, tgt, data.filter)
     log_filter(config, report, lines)
@@ -162,8 +161,9 @@ class Spool:
             for chunk in chunks:
                 for side, (proc, texts, out) in enumerate(zip(procs, chunk, (out_src, out_tgt))):
                     pieces = proc.encode(list(texts), num_threads=threads)
-                    lengths[side].append(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)))
-                    flat = np.fromiter((i for ids in pieces for i in ids), dtype=np.int32)
+                    sizes = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+                    lengths[side].append(sizes)
+                    flat = np.fromiter(itertools.chain.from_iterable(pieces), dtype=np.int32, count=int(sizes.sum()))
                     out.write(flat.tobytes())
                     if count:
                         counts[side] += np.bincount(flat, minlength=len(counts[side]))

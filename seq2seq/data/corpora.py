@@ -203,9 +203,16 @@ class FilterReport:
 KEPT, EMPTY, TOO_LONG, BAD_RATIO = 0, 1, 2, 3  # the filter's decision for each pair (stored in the corpus cache)
 
 
+def pair_texts(ds: datasets.Dataset) -> tuple[list[str], list[str]]:
+    """The ``src`` and ``tgt`` columns as lists, read through Arrow: iterating a dataset's column formats
+    it row by row, 30-40 times slower (a minute at 4.5 million pairs)."""
+    table = ds.with_format("arrow")
+    return table["src"].to_pylist(), table["tgt"].to_pylist()
+
+
 def filter_pairs(ds: datasets.Dataset, cfg: FilterConfig) -> tuple[datasets.Dataset, FilterReport]:
     """Drop empty pairs, pairs over ``max_len`` words and length-ratio outliers (training split only)."""
-    decisions, report = filter_decisions(ds["src"], ds["tgt"], cfg)
+    decisions, report = filter_decisions(*pair_texts(ds), cfg)
     return ds.select([i for i, d in enumerate(decisions) if d == KEPT]), report
 
 

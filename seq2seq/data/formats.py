@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import logging
 import os
@@ -191,7 +192,7 @@ def _check_delimited(cfg: DataConfig, path: Path) -> tuple[tuple[int, int], int,
         raise DataError(_one_column_for_both(cfg, f"column {columns[0]} of {path}"))
     need, widest = max(columns) + 1, len(fields)
     delimiter = "tab" if cfg.format == "tsv" else "comma"
-    for number, fields in ([first] if not header else []) + list(rows):
+    for number, fields in itertools.chain([] if header else [first], rows):  # one line at a time
         if not fields:
             continue  # a blank line: datasets skips it too
         if len(fields) < need:
@@ -361,7 +362,7 @@ def _size(value: float, total: int, key: str) -> int:
 def split_rows(ds: datasets.Dataset, cfg: DataConfig) -> dict[str, list[int]]:
     """Row indices of ``train``, ``valid`` and ``test``: whole groups of pairs with the same source,
     in a seeded shuffle of the groups, test first, then valid, the rest train."""
-    sources = ds["src"]
+    sources = ds.with_format("arrow")["src"].to_pylist()  # a Column would format row by row
     total = len(sources)
     want = {
         "test": _size(cfg.split.test, total, "data.split.test"),
