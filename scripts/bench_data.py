@@ -8,7 +8,8 @@ For each size, a corpus of that many pairs from :mod:`make_corpus` (made once in
   command to the first update, the training process's peak and steady anonymous memory;
 - **warm**: the same again with the cache left by the cold start;
 - **2 ranks**: ``torchrun --nproc_per_node=2`` on the warm cache: each rank's anonymous memory and
-  the sum of the ranks' PSS beside one process's PSS.
+  the sum of the ranks' PSS beside one process's PSS (Multi30k too: what a second rank costs when
+  there is almost no corpus to share).
 
 Memory is ``RssAnon`` of /proc/PID/status (the process's own pages; mapped corpus pages are the
 page cache's, shared and reclaimable) sampled every 20 ms for the peak, and, for several
@@ -119,6 +120,9 @@ def bench(sizes: list[int], work: Path, steps: int, threads: int) -> None:
     multi30k = [f"data.root={corpora}", *one]
     print(row("Multi30k cold", measure(multi30k, cache, work, steps)), flush=True)
     print(row("Multi30k warm", measure(multi30k, cache, work, steps)), flush=True)
+    two = [o for o in multi30k if not o.startswith("train.threads")] + ["train.threads=1"]
+    print(row("Multi30k warm, 1 rank, 1 thread", measure(two, cache, work, steps)), flush=True)
+    print(row("Multi30k warm, 2 ranks (torchrun)", measure(two, cache, work, steps, ranks=2)), flush=True)
     for size in sizes:
         folder = work / f"pairs-{size}"
         if not (folder / "pairs.train.tsv").is_file():
@@ -136,6 +140,7 @@ def bench(sizes: list[int], work: Path, steps: int, threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", type=int, nargs="*", default=[1_000_000, 4_500_000])
+    parser.add_argument("--multi30k-only", action="store_true", help="only the Multi30k rows (no generated corpus)")
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_data")
     parser.add_argument("--steps", type=int, default=50, help="updates before the steady memory is read")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -146,7 +151,7 @@ def main() -> None:
         probe(json.loads(args.probe), args.steps, args.started)
         return
     args.work.mkdir(parents=True, exist_ok=True)
-    bench(args.sizes, args.work, args.steps, args.threads)
+    bench([] if args.multi30k_only else args.sizes, args.work, args.steps, args.threads)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,32 @@ def test_200k_pairs_keep_the_trainers_anonymous_memory_of_a_small_corpus(tmp_pat
     # as lists of arrays the 200k pairs' ids alone took ~60 MB more; mapped, lengths and one epoch's
     # batch order take ~3 MB
     assert large - small < 25, (small, large)
+
+
+PLAN = """
+import sys
+import numpy as np
+from seq2seq.data.batching import epoch_batches
+from seq2seq.hardware import release_free_memory
+
+def anon():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("RssAnon:")) / 1024
+
+n = int(sys.argv[1])
+rng = np.random.default_rng(0)
+src, tgt = rng.integers(5, 60, n).astype(np.uint16), rng.integers(5, 60, n).astype(np.uint16)
+before = anon()
+batches = epoch_batches(src, tgt, 1600, 1234, 0, 8)
+release_free_memory()
+print(anon() - before, batches.order.nbytes / 2**20)
+"""
+
+
+def test_planning_an_epoch_of_millions_of_pairs_keeps_only_its_order():
+    done = subprocess.run(
+        [sys.executable, "-c", PLAN, "3000000"], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    grown, order = map(float, done.stdout.split())
+    # the order (4 bytes a pair) stays; the sorting buffers (~60 MB here) go back to the system
+    assert order < 12 and grown < order + 8, (grown, order)

@@ -24,7 +24,7 @@ from seq2seq.data.batching import collate, epoch_batches
 from seq2seq.data.prepare import prepare_data
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import TrainingError
-from seq2seq.hardware import autocast, bound_kernel_caches, pick_device, resolve_precision
+from seq2seq.hardware import autocast, bound_kernel_caches, pick_device, release_free_memory, resolve_precision
 from seq2seq.history import keep_until as keep_history_until
 from seq2seq.model import Seq2Seq, build_model, describe
 from seq2seq.tracking import Tracker, hparams_of
@@ -170,6 +170,7 @@ class Trainer:
         tc, progress = self.config.train, self.progress
         batch_tokens, seed, multiple = epoch_batching(progress, tc)
         batches = epoch_batches(self._src_lens, self._tgt_lens, batch_tokens, seed, progress.epoch, multiple)
+        release_free_memory()  # the plan's sorting buffers: tens of MB a rank with millions of pairs
         self.bar.epoch(progress.epoch, len(batches), progress.batch)
         stop = None
         for index in batches[progress.batch :]:
