@@ -61,9 +61,10 @@ class MappedIds(Sequence[list[int]]):
         return self.ids[self.offsets[i] : self.offsets[i + 1]].tolist()
 
     def lengths(self) -> np.ndarray:
-        """Each sentence's length in ids: 2 bytes a sentence where every length fits (uint16), else 4."""
+        """Each sentence's length in ids: 2 bytes a sentence (uint16) where every length is under 32,768
+        (room left for a + 1 without overflow), else 4."""
         lengths = np.diff(self.offsets)
-        return lengths.astype(np.uint16 if len(lengths) == 0 or lengths.max() < 1 << 16 else np.int32)
+        return lengths.astype(np.uint16 if len(lengths) == 0 or lengths.max() < 1 << 15 else np.int32)
 
 
 @dataclass
