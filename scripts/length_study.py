@@ -77,6 +77,20 @@ def variant_overrides(variant: str) -> list[str]:
     return [f"attention={wiring}", *([f"attention.heads={heads}"] if heads else [])]
 
 
+def variants_on_disk(root: Path) -> str | None:
+    """The models a study directory holds in every regime it has runs for (``--runs`` without
+    ``--variants``), ``none`` first; None where it holds none."""
+    held = [
+        {run.name.rsplit("-seed", 1)[0] for run in regime.glob("*-seed*") if run.is_dir()}
+        for regime in sorted(root.iterdir() if root.is_dir() else [])
+        if regime.is_dir() and any(regime.glob("*-seed*"))
+    ]
+    common = set.intersection(*held) if held else set()
+    families = ("none", "luong", "bahdanau", "transformer")  # the arc's order, as the default lists them
+    order = {v: (next((i for i, f in enumerate(families) if v.startswith(f)), len(families)), v) for v in common}
+    return ",".join(sorted(common, key=order.get)) or None
+
+
 def parse_variants(text: str) -> tuple[str, ...]:
     """``--variants``: comma-separated, each a wiring with an optional ``-<N>heads``, or ``transformer`` with an
     optional ``-<positions>``; none first."""
@@ -543,14 +557,17 @@ def main() -> int:
     )
     parser.add_argument(
         "--variants",
-        default=",".join(VARIANTS),
         help="models, comma-separated: none, luong, bahdanau, each optionally -<N>heads (e.g. bahdanau-4heads), "
         "transformer, optionally -<positions> (transformer-rope); "
-        "none is always trained, the baseline of every gap",
+        "none is always trained, the baseline of every gap (default: none,luong,bahdanau; with --runs, the "
+        "models the directory holds in every regime)",
     )
     parser.add_argument("--docs", action="store_true", help="also write docs/length_study_<data>.{png,md,json}")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (after --)")
     args = parser.parse_args()
+    if args.variants is None:
+        args.variants = variants_on_disk(args.runs) if args.runs else None
+        args.variants = args.variants or ",".join(VARIANTS)
     try:
         VARIANTS = parse_variants(args.variants)
     except ValueError as error:
@@ -601,6 +618,7 @@ def main() -> int:
     command = f"make length-study DATA={args.data} STEPS={args.steps} SEEDS={args.seeds}"
     if args.runs is not None:
         command = f"python scripts/length_study.py --runs {args.runs} --concat {args.concat}"
+        command += f" --variants {','.join(VARIANTS)}" if VARIANTS != ("none", "luong", "bahdanau") else ""
     elif args.regimes != list(REGIMES) or args.concat != 8 or args.variants != "none,luong,bahdanau":
         command = f"python scripts/length_study.py --data {args.data} --steps {args.steps} --seeds {args.seeds}"
         command += f" --regimes {','.join(args.regimes)} --concat {args.concat} --variants {','.join(VARIANTS)}"

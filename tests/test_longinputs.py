@@ -320,3 +320,17 @@ def test_a_study_resumes_a_run_stopped_by_a_signal_instead_of_counting_it_finish
         assert study_module.finished(run) is done, stop
     (run / "metrics.json").write_text("{")  # killed while writing it
     assert not study_module.finished(run)
+
+
+def test_reanalysing_a_study_takes_the_models_it_holds_when_none_are_named(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("length_study", REPO / "scripts" / "length_study.py")
+    study_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study_module)
+    for run in ["natural/none-seed1234", "natural/transformer-seed1234", "natural/bahdanau-seed1234"]:
+        (tmp_path / run).mkdir(parents=True)
+    for run in ["long/transformer-seed1234", "long/none-seed1234", "long/bahdanau-seed1234", "long/luong-seed1235"]:
+        (tmp_path / run).mkdir(parents=True)
+    assert study_module.variants_on_disk(tmp_path) == "none,bahdanau,transformer"  # in both regimes, the arc's order
+    assert study_module.variants_on_disk(tmp_path / "nothing") is None
