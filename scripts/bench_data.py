@@ -107,6 +107,11 @@ def row(name: str, figures: list[dict]) -> str:
     return f"| {name} | {first:.1f} | {anon} | {peak:.0f} | {pss:.0f} |"
 
 
+def one_thread(overrides: list[str]) -> list[str]:
+    """``overrides`` with one thread a process (the rows that compare one rank with two)."""
+    return [o for o in overrides if not o.startswith("train.threads")] + ["train.threads=1"]
+
+
 def bench(sizes: list[int], work: Path, steps: int, threads: int) -> None:
     sys.path.insert(0, str(REPO / "scripts"))
     from make_corpus import make_corpus
@@ -120,7 +125,7 @@ def bench(sizes: list[int], work: Path, steps: int, threads: int) -> None:
     multi30k = [f"data.root={corpora}", *one]
     print(row("Multi30k cold", measure(multi30k, cache, work, steps)), flush=True)
     print(row("Multi30k warm", measure(multi30k, cache, work, steps)), flush=True)
-    two = [o for o in multi30k if not o.startswith("train.threads")] + ["train.threads=1"]
+    two = one_thread(multi30k)
     print(row("Multi30k warm, 1 rank, 1 thread", measure(two, cache, work, steps)), flush=True)
     print(row("Multi30k warm, 2 ranks (torchrun)", measure(two, cache, work, steps, ranks=2)), flush=True)
     for size in sizes:
@@ -132,7 +137,7 @@ def bench(sizes: list[int], work: Path, steps: int, threads: int) -> None:
         shutil.rmtree(cache, ignore_errors=True)
         print(row(f"{size:,} pairs cold", measure(tsv, cache, work, steps)), flush=True)
         print(row(f"{size:,} pairs warm", measure(tsv, cache, work, steps)), flush=True)
-        two = [o for o in tsv if not o.startswith("train.threads")] + ["train.threads=1"]
+        two = one_thread(tsv)
         print(row(f"{size:,} pairs warm, 1 rank, 1 thread", measure(two, cache, work, steps)), flush=True)
         print(row(f"{size:,} pairs warm, 2 ranks (torchrun)", measure(two, cache, work, steps, ranks=2)), flush=True)
 

@@ -565,9 +565,8 @@ def main() -> int:
     parser.add_argument("--docs", action="store_true", help="also write docs/length_study_<data>.{png,md,json}")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (after --)")
     args = parser.parse_args()
-    if args.variants is None:
-        args.variants = variants_on_disk(args.runs) if args.runs else None
-        args.variants = args.variants or ",".join(VARIANTS)
+    if args.variants is None:  # the default models, or those a study directory to re-analyse holds
+        args.variants = (args.runs and variants_on_disk(args.runs)) or ",".join(VARIANTS)
     try:
         VARIANTS = parse_variants(args.variants)
     except ValueError as error:
