@@ -151,6 +151,17 @@ def unknown_key_message(cfg: DictConfig, key: str) -> str:
             if other != family and key.split(".")[1] in {f.name for f in dataclasses.fields(schema)}:
                 keys = ", ".join(str(k) for k in cfg.model.keys())
                 return f"{key} is a setting of model={other}; model={family} has {keys}"
+    if key.startswith("attention.") and key.count(".") == 1:
+        owners = attention_options_with(key.split(".")[1])
+        if owners and family == "transformer":
+            return (
+                f"{key} is a setting of attention={'/'.join(owners)}, the LSTM decoders' wiring (model=lstm); "
+                "model=transformer attends with scaled dot products in every layer: set model.heads, model.positions"
+            )
+        if owners:
+            chosen = OmegaConf.select(cfg, "attention.type", default="?")
+            keys = ", ".join(str(k) for k in cfg.attention.keys())
+            return f"{key} is a setting of attention={'/'.join(owners)}; attention={chosen} has {keys}"
     known = _leaves(cfg)
     leaf = key.rsplit(".", 1)[-1]
     same_leaf = [k for k in known if k.rsplit(".", 1)[-1] == leaf]
@@ -162,6 +173,15 @@ def unknown_key_message(cfg: DictConfig, key: str) -> str:
         where = f"keys of {parent}" if parent else "sections"
         return f"unknown config key {key}{hint}; {where}: {', '.join(str(k) for k in section.keys())}"
     return f"unknown config key {key}{hint}; sections: {', '.join(str(k) for k in cfg.keys())}"
+
+
+def attention_options_with(leaf: str) -> list[str]:
+    """The ``attention=`` presets (configs/attention/*.yaml) that have the setting ``leaf``."""
+    return [
+        preset.stem
+        for preset in sorted((CONFIG_DIR / "attention").glob("*.yaml"))
+        if leaf in (OmegaConf.load(preset) or {})
+    ]
 
 
 def _leaves(cfg: DictConfig, prefix: str = "") -> list[str]:

@@ -247,6 +247,21 @@ def test_the_other_familys_key_says_which_model_it_belongs_to():
         check_overrides(["model.positions=rope"])
 
 
+def test_an_attention_setting_of_another_preset_names_the_preset_that_has_it():
+    from seq2seq.overrides import check_overrides
+
+    with pytest.raises(
+        ConfigError,
+        match=r"attention.input_feeding is a setting of attention=luong, the LSTM .*model=transformer attends",
+    ):
+        check_overrides(["model=transformer", "attention.input_feeding=false"])
+    with pytest.raises(
+        ConfigError, match="attention.input_feeding is a setting of attention=luong; attention=bahdanau has type"
+    ):
+        check_overrides(["attention.input_feeding=false"])
+    check_overrides(["attention=luong", "attention.input_feeding=false"])  # where it belongs, it is a setting
+
+
 def test_a_config_written_before_the_model_families_is_an_lstm():
     from seq2seq.config import Config, ModelConfig
 
