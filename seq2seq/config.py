@@ -291,13 +291,19 @@ class Config:
             ]
             raise ConfigError(
                 f"attention={self.attention.type} (attention.{changed[0]}) configures the LSTM decoders (model=lstm); "
-                "model=transformer attends with scaled dot products in every layer: set model.heads, model.positions"
+                f"{TRANSFORMER_ATTENTION}"
             )
         if self.train.teacher_forcing < 1.0:
             raise ConfigError(
                 f"train.teacher_forcing={self.train.teacher_forcing} (scheduled sampling) applies to model=lstm only: "
                 "the Transformer's decoder reads the whole reference at once"
             )
+
+
+# what the LSTM's attention settings say with model=transformer (here and in seq2seq.overrides)
+TRANSFORMER_ATTENTION = (
+    "model=transformer attends with scaled dot products in every layer: set model.heads, model.positions"
+)
 
 
 def parse_duration(value: str | int | float | None) -> float | None:

@@ -32,7 +32,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from seq2seq.config import Config, ModelConfig, TrainConfig, TransformerConfig
+from seq2seq.config import TRANSFORMER_ATTENTION, Config, ModelConfig, TrainConfig, TransformerConfig
 from seq2seq.errors import ConfigError
 
 # Hydra's own flags that take a value or change what runs; with one of them the check stands aside
@@ -156,7 +156,7 @@ def unknown_key_message(cfg: DictConfig, key: str) -> str:
         if owners and family == "transformer":
             return (
                 f"{key} is a setting of attention={'/'.join(owners)}, the LSTM decoders' wiring (model=lstm); "
-                "model=transformer attends with scaled dot products in every layer: set model.heads, model.positions"
+                f"{TRANSFORMER_ATTENTION}"
             )
         if owners:
             chosen = OmegaConf.select(cfg, "attention.type", default="?")
