@@ -49,7 +49,8 @@ from seq2seq.errors import Seq2SeqError
 from seq2seq.overrides import compose
 
 REPO = Path(__file__).resolve().parent.parent
-VARIANTS: tuple[str, ...] = ("none", "luong", "bahdanau")  # --variants sets the study's, "none" first
+DEFAULT_VARIANTS = ("none", "luong", "bahdanau")
+VARIANTS: tuple[str, ...] = DEFAULT_VARIANTS  # --variants sets the study's, "none" first
 VARIANT = re.compile(r"(none|luong|bahdanau)(?:-(\d+)heads)?|(transformer)(?:-(sinusoidal|learned|relative|rope))?")
 # a quarter of the training pairs become joins of 2-8 captions (up to ~100 words; the filter allows 120)
 REGIMES = {
@@ -566,7 +567,7 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (after --)")
     args = parser.parse_args()
     if args.variants is None:  # the default models, or those a study directory to re-analyse holds
-        args.variants = (args.runs and variants_on_disk(args.runs)) or ",".join(VARIANTS)
+        args.variants = (args.runs and variants_on_disk(args.runs)) or ",".join(DEFAULT_VARIANTS)
     try:
         VARIANTS = parse_variants(args.variants)
     except ValueError as error:
@@ -617,8 +618,8 @@ def main() -> int:
     command = f"make length-study DATA={args.data} STEPS={args.steps} SEEDS={args.seeds}"
     if args.runs is not None:
         command = f"python scripts/length_study.py --runs {args.runs} --concat {args.concat}"
-        command += f" --variants {','.join(VARIANTS)}" if VARIANTS != ("none", "luong", "bahdanau") else ""
-    elif args.regimes != list(REGIMES) or args.concat != 8 or args.variants != "none,luong,bahdanau":
+        command += f" --variants {','.join(VARIANTS)}" if VARIANTS != DEFAULT_VARIANTS else ""
+    elif args.regimes != list(REGIMES) or args.concat != 8 or VARIANTS != DEFAULT_VARIANTS:
         command = f"python scripts/length_study.py --data {args.data} --steps {args.steps} --seeds {args.seeds}"
         command += f" --regimes {','.join(args.regimes)} --concat {args.concat} --variants {','.join(VARIANTS)}"
     if args.merge:

@@ -291,7 +291,7 @@ class Config:
             ]
             raise ConfigError(
                 f"attention={self.attention.type} (attention.{changed[0]}) configures the LSTM decoders (model=lstm); "
-                f"{TRANSFORMER_ATTENTION}"
+                + TRANSFORMER_ATTENTION
             )
         if self.train.teacher_forcing < 1.0:
             raise ConfigError(

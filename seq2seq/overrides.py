@@ -156,7 +156,7 @@ def unknown_key_message(cfg: DictConfig, key: str) -> str:
         if owners and family == "transformer":
             return (
                 f"{key} is a setting of attention={'/'.join(owners)}, the LSTM decoders' wiring (model=lstm); "
-                f"{TRANSFORMER_ATTENTION}"
+                + TRANSFORMER_ATTENTION
             )
         if owners:
             chosen = OmegaConf.select(cfg, "attention.type", default="?")
