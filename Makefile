@@ -27,7 +27,7 @@ install:  ## install torch 2.13.0 first (CPU wheel here), then this package with
 	$(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -e ".[dev]"
 
-test:  ## the whole test suite (a few minutes on 2 CPU cores)
+test:  ## the whole test suite (about 12 minutes on 2 CPU cores)
 	$(PYTHON) -m pytest -q
 
 test-fast:  ## the suite without the slow tests (real training and commands in subprocesses)
