@@ -31,6 +31,10 @@ from seq2seq.model_config import require as _require
 
 PRECISIONS = ("auto", "fp32", "bf16")  # train.precision, and decoding's --precision
 DEVICES = r"auto|cpu|mps|cuda(:\d+)?"  # train.device, and decoding's --device
+# what the LSTM's attention settings say with model=transformer (here and in seq2seq.overrides)
+TRANSFORMER_ATTENTION = (
+    "model=transformer attends with scaled dot products in every layer: set model.heads, model.positions"
+)
 
 
 @dataclass
@@ -298,12 +302,6 @@ class Config:
                 f"train.teacher_forcing={self.train.teacher_forcing} (scheduled sampling) applies to model=lstm only: "
                 "the Transformer's decoder reads the whole reference at once"
             )
-
-
-# what the LSTM's attention settings say with model=transformer (here and in seq2seq.overrides)
-TRANSFORMER_ATTENTION = (
-    "model=transformer attends with scaled dot products in every layer: set model.heads, model.positions"
-)
 
 
 def parse_duration(value: str | int | float | None) -> float | None:
